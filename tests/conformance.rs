@@ -4,6 +4,22 @@
 static ALLOC: kalamdb_store::testing::alloc::CountingAlloc =
     kalamdb_store::testing::alloc::CountingAlloc;
 
+mod lsm {
+    kalamdb_store::conformance_tests!(kalamdb_store::testing::LsmHarness::new());
+}
+
+/// Small memtables and WAL files: data spreads over many immutable
+/// memtables and the WAL rotates often.
+mod lsm_tiny_memtables {
+    kalamdb_store::conformance_tests!(kalamdb_store::testing::LsmHarness::with_options(
+        kalamdb_store::LsmOptions {
+            memtable_size: 64 * 1024,
+            wal_file_size: 256 * 1024,
+            ..Default::default()
+        }
+    ));
+}
+
 mod memory {
     kalamdb_store::conformance_tests!(kalamdb_store::testing::MemoryHarness::new());
 }

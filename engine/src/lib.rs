@@ -1,6 +1,35 @@
 //! kalamdb-lsm: the pure-Rust LSM-tree storage engine behind `kalamdb-store`.
 //!
-//! This crate is being built in stages (see the project's issues and
-//! `docs/DESIGN.md`). It currently holds no public API: the Foundation stage
-//! only lays out the workspace. The write path (Fs seam, WAL with group commit,
-//! memtables, recovery) lands next.
+//! A synchronous core ([`Db`]) that `kalamdb-store`'s `LsmBackend` drives
+//! from async code: reads run inline; writes run inline up to a group-commit
+//! queue and hand back a [`Completion`](completion::Completion) to await.
+//!
+//! Built so far (DESIGN.md §4; `docs/DESIGN.md` records where it differs):
+//! the [`fs`] seam with a crash-simulating test file system, one WAL shared by
+//! all partitions ([`wal`], format in `docs/format/wal.md`), group commit with
+//! durability levels ([`commit`]), per-partition memtables on a lock-free skip
+//! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]), a
+//! durable partition catalogue ([`catalog`]) and recovery ([`recovery`]).
+//! SSTables, flushes and compaction come next.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod catalog;
+pub mod coding;
+pub mod commit;
+pub mod completion;
+pub mod db;
+pub mod error;
+pub mod fs;
+pub mod memtable;
+pub mod merge;
+pub mod options;
+pub mod partition;
+pub mod recovery;
+pub mod wal;
+
+pub use completion::Completion;
+pub use db::{Db, Stats, WriteOp};
+pub use error::{Error, Result};
+pub use options::Options;

@@ -1,5 +1,6 @@
 //! The built-in backends. Their types are re-exported at the crate root.
 
+pub mod lsm;
 pub mod memory;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;

@@ -103,6 +103,43 @@ impl Harness for MemoryHarness {
     }
 }
 
+/// Harness for [`LsmBackend`](crate::LsmBackend) in a temporary directory.
+#[derive(Debug)]
+pub struct LsmHarness {
+    dir: tempfile::TempDir,
+    options: crate::LsmOptions,
+}
+
+impl LsmHarness {
+    /// A harness with default options.
+    pub fn new() -> Self {
+        Self::with_options(crate::LsmOptions::default())
+    }
+
+    /// A harness with the given options (e.g. tiny memtables, or a
+    /// simulated file system).
+    pub fn with_options(options: crate::LsmOptions) -> Self {
+        LsmHarness {
+            dir: temp_dir(),
+            options,
+        }
+    }
+}
+
+impl Default for LsmHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for LsmHarness {
+    type Backend = crate::LsmBackend;
+
+    fn open(&mut self) -> Result<crate::LsmBackend> {
+        crate::LsmBackend::new(self.dir.path(), self.options.clone())
+    }
+}
+
 /// Harness for [`RocksDbBackend`](crate::RocksDbBackend) in a temporary directory.
 #[cfg(feature = "rocksdb")]
 #[derive(Debug)]

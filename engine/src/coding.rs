@@ -1,0 +1,159 @@
+//! Little helpers for on-disk encodings: LEB128 varints and a bounds-checked
+//! reader that never panics on bad input.
+
+/// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A cursor over bytes from disk: every read checks bounds and returns an
+/// error message instead of panicking.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Starts at the beginning of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    /// Whether every byte was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// The next `n` bytes.
+    pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        if n > self.remaining() {
+            return Err(format!(
+                "{what}: {n} bytes needed at offset {}, {} left",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        let out = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.bytes(1, what)?[0])
+    }
+
+    /// A little-endian u32.
+    pub fn u32_le(&mut self, what: &str) -> Result<u32, String> {
+        let b = self.bytes(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A little-endian u64.
+    pub fn u64_le(&mut self, what: &str) -> Result<u64, String> {
+        let b = self.bytes(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// An unsigned LEB128 varint of at most 10 bytes that fits a u64.
+    pub fn varint(&mut self, what: &str) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8(what)?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && b > 1 {
+                return Err(format!(
+                    "{what}: varint overflows 64 bits at offset {}",
+                    self.pos
+                ));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!(
+            "{what}: varint longer than 10 bytes at offset {}",
+            self.pos
+        ))
+    }
+
+    /// A varint length followed by that many bytes; the length is checked
+    /// against the bytes left before anything is allocated or sliced.
+    pub fn length_prefixed(&mut self, what: &str) -> Result<&'a [u8], String> {
+        let len = self.varint(what)?;
+        let len = usize::try_from(len).map_err(|_| format!("{what}: length {len} too large"))?;
+        self.bytes(len, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_and_have_golden_bytes() {
+        let mut out = Vec::new();
+        put_varint(&mut out, 0);
+        put_varint(&mut out, 127);
+        put_varint(&mut out, 128);
+        put_varint(&mut out, 300);
+        assert_eq!(out, [0x00, 0x7f, 0x80, 0x01, 0xac, 0x02]);
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.varint("v").unwrap(), v);
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn bad_varints_are_errors() {
+        assert!(Reader::new(&[0x80]).varint("v").is_err());
+        assert!(Reader::new(&[0xff; 11]).varint("v").is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .varint("v")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn lengths_are_checked_before_slicing() {
+        let mut data = Vec::new();
+        put_varint(&mut data, u64::MAX);
+        assert!(Reader::new(&data).length_prefixed("k").is_err());
+        let mut r = Reader::new(&[3, b'a', b'b']);
+        assert!(r.length_prefixed("k").is_err());
+        let mut r = Reader::new(&[2, b'a', b'b']);
+        assert_eq!(r.length_prefixed("k").unwrap(), b"ab");
+    }
+}

@@ -1,0 +1,344 @@
+//! Group commit: the write path from a caller's batch to a visible write.
+//!
+//! Execution model (DESIGN.md §4):
+//! - A writer encodes its batch on its own thread, then joins the queue. If no
+//!   leader is active it becomes the leader *inline*: it takes the queued
+//!   batches as one group, assigns sequence numbers, writes the group to the
+//!   WAL with a single `write`, inserts it into the memtables and — when no
+//!   member asked for a sync and nothing earlier awaits one — publishes it
+//!   (advances the visible sequence number) and completes every member.
+//! - A group that needs `fdatasync` (or that follows one still waiting) is
+//!   handed to the committer thread, which syncs the WAL once for everything
+//!   written so far, then publishes the groups in order. Writers waiting for
+//!   it hold a [`Completion`](crate::completion::Completion): async callers
+//!   await it and never block a runtime worker on an fsync.
+//! - A leader runs at most [`MAX_LEADER_ROUNDS`] groups, then hands the role
+//!   to the committer thread so no caller leads forever.
+//! - A write becomes visible only after it is durable to its level: in the
+//!   OS (written) for ordinary writes, on disk (synced) for sync writes.
+//!   Visibility follows sequence order.
+//! - After a failed WAL write or sync the engine is poisoned: every later
+//!   write fails with `poisoned:` until reopen; reads keep working.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::batch::{BatchOp, FIRST_SEQ_RANGE};
+use crate::completion::Completer;
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::fs::WritableFile;
+use crate::memtable::SeqNo;
+use crate::partition::PartitionState;
+use crate::wal::writer::WalWriter;
+
+/// Groups a leader commits before handing its role to the committer thread.
+pub const MAX_LEADER_ROUNDS: usize = 4;
+
+/// A shared handle used only to sync one WAL file.
+pub type SyncHandle = Arc<Mutex<Box<dyn WritableFile>>>;
+
+/// One operation resolved to its partition.
+#[derive(Debug)]
+pub struct ResolvedOp {
+    /// Where it goes.
+    pub target: Arc<PartitionState>,
+    /// The operation (its partition id is `target`'s).
+    pub op: BatchOp,
+}
+
+/// A writer waiting in the queue.
+pub struct Pending {
+    /// The operations.
+    pub ops: Vec<ResolvedOp>,
+    /// The encoded WAL record (sequence number patched by the leader);
+    /// empty for a pure sync request.
+    pub payload: Vec<u8>,
+    /// Whether the writer needs an fsync before completion.
+    pub sync: bool,
+    /// Completes the writer.
+    pub done: Completer<Result<()>>,
+}
+
+/// A group written to the WAL, waiting for a sync or for earlier groups.
+pub struct Group {
+    last_seq: SeqNo,
+    needs_sync: bool,
+    members: Vec<Completer<Result<()>>>,
+}
+
+/// State of the pipeline, under `Inner::commit`.
+pub struct CommitState {
+    pub(crate) queue: VecDeque<Pending>,
+    pub(crate) leader_active: bool,
+    /// Leadership was handed to the committer thread.
+    pub(crate) handoff: bool,
+    pub(crate) next_seq: SeqNo,
+    pub(crate) unpublished: VecDeque<Group>,
+    /// Sync handle of the WAL being written.
+    pub(crate) current_sync: SyncHandle,
+    /// WALs rotated away whose tails are not known durable.
+    pub(crate) to_sync: Vec<SyncHandle>,
+    /// A WAL file was created since the directory was last synced.
+    pub(crate) dir_unsynced: bool,
+    pub(crate) next_wal_number: u64,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) shutdown: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn poisoned_error(why: &str) -> Error {
+    Error::Poisoned(format!(
+        "poisoned: writes are refused after an earlier WAL failure ({why}); reopen the database"
+    ))
+}
+
+impl Inner {
+    /// Queues a writer; leads if no leader is active. Called by `Db::submit`.
+    pub(crate) fn enqueue(&self, pending: Pending) {
+        let mut st = lock(&self.commit);
+        if let Some(why) = &st.poisoned {
+            let err = poisoned_error(why);
+            drop(st);
+            pending.done.complete(Err(err));
+            return;
+        }
+        st.queue.push_back(pending);
+        if st.leader_active {
+            return;
+        }
+        st.leader_active = true;
+        self.lead(st);
+    }
+
+    /// Runs the leader loop until the queue is empty (or hands off).
+    pub(crate) fn lead<'a>(&'a self, mut st: MutexGuard<'a, CommitState>) {
+        let mut rounds = 0;
+        loop {
+            if let Some(why) = st.poisoned.clone() {
+                fail_queue(&mut st, &why);
+                st.leader_active = false;
+                return;
+            }
+            if st.queue.is_empty() {
+                st.leader_active = false;
+                return;
+            }
+            if rounds == MAX_LEADER_ROUNDS {
+                st.handoff = true;
+                self.committer_wake.notify_all();
+                return;
+            }
+            rounds += 1;
+
+            // Take a group: at least one writer, then up to max_group_bytes.
+            let mut group = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(front) = st.queue.front() {
+                if !group.is_empty() && bytes + front.payload.len() > self.options.max_group_bytes {
+                    break;
+                }
+                bytes += front.payload.len();
+                if let Some(p) = st.queue.pop_front() {
+                    group.push(p);
+                }
+            }
+            let ops: u64 = group.iter().map(|p| p.ops.len() as u64).sum();
+            let first_seq = st.next_seq;
+            st.next_seq += ops;
+            let last_seq = st.next_seq - 1;
+            let needs_sync = group.iter().any(|p| p.sync);
+            drop(st);
+
+            let written = self.write_group(&mut group, first_seq);
+            if let Err(e) = written {
+                let why = e.to_string();
+                st = lock(&self.commit);
+                st.poisoned.get_or_insert(why.clone());
+                for p in group {
+                    p.done.complete(Err(e.duplicate()));
+                }
+                continue; // the loop fails the queue and steps down
+            }
+
+            let mut seq = first_seq;
+            let mut grew = 0usize;
+            for p in &group {
+                for r in &p.ops {
+                    grew += r.target.insert(
+                        &r.op.key,
+                        seq,
+                        r.op.value.as_deref(),
+                        self.options.memtable_size,
+                    );
+                    seq += 1;
+                }
+            }
+            self.memory.fetch_add(grew, Ordering::Relaxed);
+            self.stats
+                .writes
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            self.stats.groups.fetch_add(1, Ordering::Relaxed);
+
+            st = lock(&self.commit);
+            let members = group.into_iter().map(|p| p.done).collect();
+            if st.unpublished.is_empty() && !needs_sync {
+                self.publish(last_seq, members);
+            } else {
+                st.unpublished.push_back(Group {
+                    last_seq,
+                    needs_sync,
+                    members,
+                });
+                self.committer_wake.notify_all();
+            }
+        }
+    }
+
+    /// Patches sequence numbers into the group's records and writes them to
+    /// the WAL with one write, rotating the WAL first if it is full.
+    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<()> {
+        let mut seq = first_seq;
+        for p in group.iter_mut() {
+            if let Some(slot) = p.payload.get_mut(FIRST_SEQ_RANGE) {
+                slot.copy_from_slice(&seq.to_le_bytes());
+            }
+            seq += p.ops.len() as u64;
+        }
+        let mut wal = lock(&self.wal);
+        if wal.len() >= self.options.wal_file_size {
+            self.rotate(&mut wal)?;
+        }
+        let payloads = group
+            .iter()
+            .filter(|p| !p.ops.is_empty())
+            .map(|p| p.payload.as_slice());
+        let before = wal.len();
+        wal.append(payloads)?;
+        self.stats
+            .wal_bytes
+            .fetch_add(wal.len() - before, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Starts a new WAL file; the old one is synced by the committer before
+    /// any later sync write is acknowledged.
+    fn rotate(&self, wal: &mut WalWriter) -> Result<()> {
+        let number = lock(&self.commit).next_wal_number;
+        let fresh = WalWriter::create(&self.fs, &self.dir, number)?;
+        let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
+        let mut st = lock(&self.commit);
+        st.next_wal_number = number + 1;
+        let old = std::mem::replace(&mut st.current_sync, handle);
+        st.to_sync.push(old);
+        st.dir_unsynced = true;
+        self.committer_wake.notify_all();
+        drop(st);
+        *wal = fresh;
+        Ok(())
+    }
+
+    /// Makes writes up to `last_seq` visible and completes their writers.
+    fn publish(&self, last_seq: SeqNo, members: Vec<Completer<Result<()>>>) {
+        self.visible_seq.fetch_max(last_seq, Ordering::AcqRel);
+        for m in members {
+            m.complete(Ok(()));
+        }
+    }
+
+    /// The committer thread: syncs and publishes handed-over groups, takes
+    /// over leadership when handed off, exits at shutdown once idle.
+    pub(crate) fn committer_loop(&self) {
+        let mut st = lock(&self.commit);
+        loop {
+            if st.handoff {
+                st.handoff = false;
+                self.lead(st);
+                st = lock(&self.commit);
+                continue;
+            }
+            if !st.unpublished.is_empty() {
+                st = self.sync_and_publish(st);
+                continue;
+            }
+            if !st.to_sync.is_empty() && st.poisoned.is_none() {
+                // Rotated-away WALs: make their tails durable in the background.
+                let old = std::mem::take(&mut st.to_sync);
+                drop(st);
+                let synced = old.iter().try_for_each(|f| lock(f).sync_data());
+                st = lock(&self.commit);
+                if let Err(e) = synced {
+                    let why = e.to_string();
+                    st.poisoned.get_or_insert(why.clone());
+                    fail_queue(&mut st, &why);
+                }
+                continue;
+            }
+            if st.shutdown && !st.leader_active && st.queue.is_empty() {
+                return;
+            }
+            st = self
+                .committer_wake
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn sync_and_publish<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, CommitState>,
+    ) -> MutexGuard<'a, CommitState> {
+        let n = st.unpublished.len();
+        if st.unpublished.iter().any(|g| g.needs_sync) {
+            let old = std::mem::take(&mut st.to_sync);
+            let current = st.current_sync.clone();
+            let dir_unsynced = std::mem::replace(&mut st.dir_unsynced, false);
+            drop(st);
+            let synced = self.sync_wals(&old, dir_unsynced, &current);
+            st = lock(&self.commit);
+            if let Err(e) = synced {
+                let why = e.to_string();
+                st.poisoned.get_or_insert(why.clone());
+                for g in st.unpublished.drain(..) {
+                    for m in g.members {
+                        m.complete(Err(e.duplicate()));
+                    }
+                }
+                fail_queue(&mut st, &why);
+                return st;
+            }
+        }
+        let groups: Vec<Group> = st.unpublished.drain(..n).collect();
+        for g in groups {
+            self.publish(g.last_seq, g.members);
+        }
+        st
+    }
+
+    fn sync_wals(
+        &self,
+        old: &[SyncHandle],
+        dir_unsynced: bool,
+        current: &SyncHandle,
+    ) -> Result<()> {
+        for f in old {
+            lock(f).sync_data()?;
+        }
+        if dir_unsynced {
+            self.fs.sync_dir(&self.dir)?;
+        }
+        lock(current).sync_data()?;
+        self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn fail_queue(st: &mut CommitState, why: &str) {
+    for p in st.queue.drain(..) {
+        p.done.complete(Err(poisoned_error(why)));
+    }
+}

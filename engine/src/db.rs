@@ -1,0 +1,407 @@
+//! [`Db`]: open, recover, read, write, manage partitions, close.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use crate::batch::{encode_batch, BatchOp};
+use crate::catalog::Catalog;
+use crate::commit::{CommitState, Pending, ResolvedOp, SyncHandle};
+use crate::completion::{completion, Completion};
+use crate::error::{Error, Result};
+use crate::fs::{FileLock, Fs};
+use crate::memtable::SeqNo;
+use crate::merge::{MergeIter, SnapshotIter};
+use crate::options::Options;
+use crate::partition::PartitionState;
+use crate::recovery;
+use crate::wal::writer::WalWriter;
+
+/// File name of the lock file in the database directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// An open database: partitions of key-value pairs, a shared WAL, memtables.
+///
+/// Thread-safety: `Send + Sync`; share it behind an `Arc`. Reads run inline
+/// on the caller's thread. Writes run inline up to the group-commit queue and
+/// return a [`Completion`] to await or wait on (see [`commit`](crate::commit)).
+///
+/// Dropping the `Db` finishes queued work, stops and joins the committer
+/// thread, then releases the directory lock. Iterators stay valid after it.
+pub struct Db {
+    inner: Arc<Inner>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters kept by the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) writes: AtomicU64,
+    pub(crate) groups: AtomicU64,
+    pub(crate) wal_bytes: AtomicU64,
+    pub(crate) wal_syncs: AtomicU64,
+}
+
+/// A snapshot of the engine's counters and shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live partitions.
+    pub partitions: usize,
+    /// Memtables (active and immutable) across partitions.
+    pub memtables: usize,
+    /// Approximate bytes in memtables.
+    pub memtable_bytes: usize,
+    /// Writes (batches) committed since open.
+    pub writes: u64,
+    /// Group commits since open (writes / groups = average group size).
+    pub write_groups: u64,
+    /// Bytes appended to the WAL since open.
+    pub wal_bytes_written: u64,
+    /// WAL syncs since open.
+    pub wal_syncs: u64,
+    /// Highest visible sequence number.
+    pub visible_sequence: SeqNo,
+}
+
+pub(crate) struct Inner {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) visible_seq: AtomicU64,
+    partitions: RwLock<HashMap<String, Arc<PartitionState>>>,
+    catalog: Mutex<Catalog>,
+    pub(crate) commit: Mutex<CommitState>,
+    pub(crate) committer_wake: Condvar,
+    pub(crate) wal: Mutex<WalWriter>,
+    pub(crate) memory: AtomicUsize,
+    pub(crate) stats: Counters,
+    lock: Mutex<Option<Box<dyn FileLock>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One write of a batch, by partition name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOp<P> {
+    /// Partition name.
+    pub partition: P,
+    /// Key.
+    pub key: Vec<u8>,
+    /// `Some(value)` to put, `None` to delete.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Db {
+    /// Opens the database in `dir`, creating it if needed, and recovers it:
+    /// catalogue, then WAL replay (a torn tail is cut; damage in the middle
+    /// is `Corruption`).
+    ///
+    /// # Errors
+    /// `Locked` if the directory is open in another handle or process; I/O
+    /// errors; `Corruption` naming the file and offset.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let dir = dir.as_ref().to_path_buf();
+        let fs = options.fs.clone();
+        let existed = fs.exists(&dir)?;
+        fs.create_dir_all(&dir)?;
+        if !existed {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs.sync_dir(parent)?;
+            }
+        }
+        let file_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked(format!(
+                    "locked: {} is already open in another handle or process",
+                    dir.display()
+                ))
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        let catalog = Catalog::open(&fs, &dir)?;
+        let partitions: HashMap<String, Arc<PartitionState>> = catalog
+            .partitions()
+            .iter()
+            .map(|(name, id)| {
+                (
+                    name.clone(),
+                    Arc::new(PartitionState::new(*id, name.clone())),
+                )
+            })
+            .collect();
+        let recovered = recovery::replay(&fs, &dir, &partitions, options.memtable_size)?;
+        let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
+        fs.sync_dir(&dir)?;
+        let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
+        let memory = partitions.values().map(|p| p.memory()).sum();
+        let inner = Arc::new(Inner {
+            fs,
+            dir,
+            visible_seq: AtomicU64::new(recovered.last_seq),
+            partitions: RwLock::new(partitions),
+            catalog: Mutex::new(catalog),
+            commit: Mutex::new(CommitState {
+                queue: VecDeque::new(),
+                leader_active: false,
+                handoff: false,
+                next_seq: recovered.last_seq + 1,
+                unpublished: VecDeque::new(),
+                current_sync,
+                to_sync: Vec::new(),
+                dir_unsynced: false,
+                next_wal_number: recovered.next_wal_number + 1,
+                poisoned: None,
+                shutdown: false,
+            }),
+            committer_wake: Condvar::new(),
+            wal: Mutex::new(wal),
+            memory: AtomicUsize::new(memory),
+            stats: Counters::default(),
+            lock: Mutex::new(Some(file_lock)),
+            options,
+        });
+        let worker = inner.clone();
+        let committer = std::thread::Builder::new()
+            .name("kalamdb-lsm-commit".into())
+            .spawn(move || worker.committer_loop())?;
+        Ok(Db {
+            inner,
+            committer: Some(committer),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    fn partition(&self, name: &str) -> Result<Arc<PartitionState>> {
+        read(&self.inner.partitions)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::PartitionNotFound(name.to_string()))
+    }
+
+    /// Creates a partition; `Ok` if it exists already. Durable on return.
+    ///
+    /// # Errors
+    /// I/O errors writing the catalogue.
+    pub fn create_partition(&self, name: &str) -> Result<()> {
+        let mut catalog = lock(&self.inner.catalog);
+        if read(&self.inner.partitions).contains_key(name) {
+            return Ok(());
+        }
+        let id = catalog.create(name)?;
+        write(&self.inner.partitions).insert(
+            name.to_string(),
+            Arc::new(PartitionState::new(id, name.to_string())),
+        );
+        Ok(())
+    }
+
+    /// Drops a partition and its data. Durable on return; iterators already
+    /// open keep their snapshot.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`; I/O errors writing the catalogue.
+    pub fn drop_partition(&self, name: &str) -> Result<()> {
+        let mut catalog = lock(&self.inner.catalog);
+        catalog.drop_partition(name)?;
+        if let Some(p) = write(&self.inner.partitions).remove(name) {
+            p.mark_dropped();
+            let freed = p.memory();
+            let _ = self
+                .inner
+                .memory
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                    Some(m.saturating_sub(freed))
+                });
+        }
+        Ok(())
+    }
+
+    /// Whether a partition exists.
+    pub fn partition_exists(&self, name: &str) -> bool {
+        read(&self.inner.partitions).contains_key(name)
+    }
+
+    /// Names of all partitions, ascending.
+    pub fn list_partitions(&self) -> Vec<String> {
+        let mut names: Vec<String> = read(&self.inner.partitions).keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Approximate bytes a partition holds.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn partition_size(&self, name: &str) -> Result<u64> {
+        Ok(self.partition(name)?.memory() as u64)
+    }
+
+    /// The newest visible value of `key`.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn get(&self, partition: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let p = self.partition(partition)?;
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        Ok(p.get(key, seq).flatten().map(|v| v.to_vec()))
+    }
+
+    /// A streaming iterator over `[start, end)` of a partition as of now.
+    /// It holds what it reads: it stays valid after the partition is dropped
+    /// and after the `Db` is dropped.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn scan(
+        &self,
+        partition: &str,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> Result<SnapshotIter> {
+        let p = self.partition(partition)?;
+        // The sequence number first: every write at or below it is already
+        // in a memtable that `sources` will see.
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let merge = MergeIter::new(p.sources(start));
+        Ok(SnapshotIter::new(
+            merge,
+            seq,
+            start.map(<[u8]>::to_vec),
+            end.map(<[u8]>::to_vec),
+        ))
+    }
+
+    /// Submits an atomic batch. Checks partitions and encodes inline, then
+    /// commits through the group-commit queue; the returned completion
+    /// resolves once the batch is durable to its level and visible.
+    /// `sync: None` uses the database default.
+    ///
+    /// # Errors
+    /// `PartitionNotFound` for any missing partition (nothing is written).
+    /// Errors of the commit itself (`Io`, `Poisoned`) arrive through the
+    /// completion.
+    pub fn submit<P: AsRef<str>>(
+        &self,
+        ops: impl IntoIterator<Item = WriteOp<P>>,
+        sync: Option<bool>,
+    ) -> Result<Completion<Result<()>>> {
+        let mut resolved = Vec::new();
+        {
+            let partitions = read(&self.inner.partitions);
+            for op in ops {
+                let name = op.partition.as_ref();
+                let target = partitions
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| Error::PartitionNotFound(name.to_string()))?;
+                let op = BatchOp {
+                    partition: target.id(),
+                    key: op.key,
+                    value: op.value,
+                };
+                resolved.push(ResolvedOp { target, op });
+            }
+        }
+        let sync = sync.unwrap_or(self.inner.options.sync_writes);
+        let (done, completion) = completion();
+        if resolved.is_empty() && !sync {
+            done.complete(Ok(()));
+            return Ok(completion);
+        }
+        let mut payload = Vec::new();
+        if !resolved.is_empty() {
+            payload.reserve(
+                13 + resolved
+                    .iter()
+                    .map(|r| r.op.encoded_len_hint())
+                    .sum::<usize>(),
+            );
+            encode_batch(0, resolved.iter().map(|r| &r.op), &mut payload);
+        }
+        self.inner.enqueue(Pending {
+            ops: resolved,
+            payload,
+            sync,
+            done,
+        });
+        Ok(completion)
+    }
+
+    /// Writes a batch and blocks until it is committed (for synchronous
+    /// callers; async callers await [`Db::submit`]'s completion instead).
+    ///
+    /// # Errors
+    /// As [`Db::submit`], plus the commit's own errors.
+    pub fn write<P: AsRef<str>>(
+        &self,
+        ops: impl IntoIterator<Item = WriteOp<P>>,
+        sync: Option<bool>,
+    ) -> Result<()> {
+        self.submit(ops, sync)?.wait().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Makes every write so far durable (one `fdatasync` of the WAL, shared
+    /// with concurrent sync writes).
+    ///
+    /// # Errors
+    /// I/O errors of the sync; `Poisoned` after an earlier failure.
+    pub fn sync_wal(&self) -> Result<Completion<Result<()>>> {
+        self.submit(std::iter::empty::<WriteOp<&str>>(), Some(true))
+    }
+
+    /// Counters and shape.
+    pub fn stats(&self) -> Stats {
+        let partitions = read(&self.inner.partitions);
+        Stats {
+            partitions: partitions.len(),
+            memtables: partitions.values().map(|p| p.memtable_count()).sum(),
+            memtable_bytes: self.inner.memory.load(Ordering::Relaxed),
+            writes: self.inner.stats.writes.load(Ordering::Relaxed),
+            write_groups: self.inner.stats.groups.load(Ordering::Relaxed),
+            wal_bytes_written: self.inner.stats.wal_bytes.load(Ordering::Relaxed),
+            wal_syncs: self.inner.stats.wal_syncs.load(Ordering::Relaxed),
+            visible_sequence: self.inner.visible_seq.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        lock(&self.inner.commit).shutdown = true;
+        self.inner.committer_wake.notify_all();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        lock(&self.inner.lock).take();
+    }
+}

@@ -1,0 +1,321 @@
+//! [`RealFs`]: the [`Fs`] seam on `std::fs`.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{FileLock, Fs, ReadableFile, WritableFile};
+
+/// The host file system, through `std::fs`.
+///
+/// Stateless and `Send + Sync`. Directory fsync opens the directory and calls
+/// `fsync` on it (Linux and the BSDs accept this). Locks are `flock(2)` locks
+/// (`File::try_lock`): they conflict between open file descriptions, so a
+/// second [`Fs::lock`] of the same file fails even within one process.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl RealFs {
+    /// A handle on the host file system.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(RealWritable { file, len: 0 }))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(RealWritable { file, len }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        Ok(Arc::new(RealReadable {
+            file: File::open(path)?,
+        }))
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        let size = file.metadata()?.len();
+        if len > size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "truncate {} to {len} bytes: the file has only {size}",
+                    path.display()
+                ),
+            ));
+        }
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(RealLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is locked: the database is open in another process or by another handle in this one",
+                    path.display()
+                ),
+            )),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// An append handle on a host file.
+#[derive(Debug)]
+struct RealWritable {
+    file: File,
+    len: u64,
+}
+
+impl WritableFile for RealWritable {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A positional-read handle on a host file.
+#[derive(Debug)]
+struct RealReadable {
+    file: File,
+}
+
+impl ReadableFile for RealReadable {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+/// A held `flock`; closing the file releases it.
+#[derive(Debug)]
+struct RealLock {
+    _file: File,
+}
+
+impl FileLock for RealLock {}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::fs::write_file_atomic;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> io::Result<Self> {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("kalamdb-lsm-fs-{}-{n}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            Ok(Self(dir))
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read_all(fs: &RealFs, path: &Path) -> io::Result<Vec<u8>> {
+        let file = fs.open_read(path)?;
+        let mut buf = vec![0; usize::try_from(file.len()?).map_err(io::Error::other)?];
+        file.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn create_append_sync_and_read_at() -> io::Result<()> {
+        let dir = TempDir::new("append")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("a.log");
+        let mut file = fs.create(&path)?;
+        assert!(file.is_empty());
+        file.append(b"hello ")?;
+        file.append(b"world")?;
+        file.sync_data()?;
+        file.sync_all()?;
+        assert_eq!(file.len(), 11);
+        fs.sync_dir(&dir.0)?;
+
+        let reader = fs.open_read(&path)?;
+        assert_eq!(reader.len()?, 11);
+        let mut buf = [0u8; 5];
+        assert_eq!(reader.read_at(&mut buf, 6)?, 5);
+        assert_eq!(&buf, b"world");
+        assert_eq!(reader.read_at(&mut buf, 11)?, 0);
+        let err = reader.read_exact_at(&mut buf, 8).err();
+        assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
+        assert_eq!(fs.file_size(&path)?, 11);
+        Ok(())
+    }
+
+    #[test]
+    fn open_append_continues_at_the_end_and_create_truncates() -> io::Result<()> {
+        let dir = TempDir::new("reopen")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("wal");
+        fs.create(&path)?.append(b"abc")?;
+        let mut file = fs.open_append(&path)?;
+        assert_eq!(file.len(), 3);
+        file.append(b"def")?;
+        assert_eq!(file.len(), 6);
+        drop(file);
+        assert_eq!(read_all(&fs, &path)?, b"abcdef");
+
+        let file = fs.create(&path)?;
+        assert_eq!(file.len(), 0);
+        assert_eq!(fs.file_size(&path)?, 0);
+        let missing = fs.open_append(&dir.0.join("missing")).err();
+        assert_eq!(missing.map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+        Ok(())
+    }
+
+    #[test]
+    fn rename_remove_read_dir_exists() -> io::Result<()> {
+        let dir = TempDir::new("entries")?;
+        let fs = RealFs::new();
+        fs.create_dir_all(&dir.0.join("sub/deeper"))?;
+        fs.create(&dir.0.join("b"))?.append(b"old")?;
+        fs.create(&dir.0.join("a"))?.append(b"new")?;
+        assert_eq!(fs.read_dir(&dir.0)?, ["a", "b", "sub"]);
+
+        fs.rename(&dir.0.join("a"), &dir.0.join("b"))?;
+        assert_eq!(read_all(&fs, &dir.0.join("b"))?, b"new");
+        assert!(!fs.exists(&dir.0.join("a"))?);
+        fs.remove_file(&dir.0.join("b"))?;
+        assert!(!fs.exists(&dir.0.join("b"))?);
+        fs.remove_dir_all(&dir.0.join("sub"))?;
+        assert!(fs.read_dir(&dir.0)?.is_empty());
+        assert!(fs.exists(&dir.0)?);
+        Ok(())
+    }
+
+    #[test]
+    fn truncate_shrinks_and_refuses_to_grow() -> io::Result<()> {
+        let dir = TempDir::new("truncate")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("wal");
+        fs.create(&path)?.append(b"0123456789")?;
+        fs.truncate(&path, 4)?;
+        assert_eq!(read_all(&fs, &path)?, b"0123");
+        let err = fs.truncate(&path, 5).err();
+        assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
+        assert_eq!(fs.file_size(&path)?, 4);
+        Ok(())
+    }
+
+    #[test]
+    fn lock_is_exclusive_within_one_process() -> io::Result<()> {
+        let dir = TempDir::new("lock")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("LOCK");
+        let held = fs.lock(&path)?;
+        let second = fs.lock(&path).err();
+        assert_eq!(
+            second.map(|e| e.kind()),
+            Some(io::ErrorKind::WouldBlock),
+            "a second flock in the same process must conflict"
+        );
+        drop(held);
+        let again = fs.lock(&path)?;
+        drop(again);
+        Ok(())
+    }
+
+    #[test]
+    fn write_file_atomic_replaces_content() -> io::Result<()> {
+        let dir = TempDir::new("atomic")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("CURRENT");
+        write_file_atomic(&fs, &path, b"MANIFEST-1\n")?;
+        write_file_atomic(&fs, &path, b"MANIFEST-2\n")?;
+        assert_eq!(read_all(&fs, &path)?, b"MANIFEST-2\n");
+        assert_eq!(fs.read_dir(&dir.0)?, ["CURRENT"]);
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! Engine options.
+
+use std::sync::Arc;
+
+use crate::fs::{Fs, RealFs};
+
+/// Options of a [`Db`](crate::Db).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The file system (the real one by default; tests pass a `SimFs`).
+    pub fs: Arc<dyn Fs>,
+    /// Default durability of writes. `false` (default): a write returns once
+    /// its WAL record is handed to the OS — it survives a process crash, not
+    /// power loss. `true`: every write returns only after `fdatasync` — it
+    /// survives power loss. Per-write options override it.
+    pub sync_writes: bool,
+    /// Size at which a partition's memtable becomes immutable (default 32 MiB).
+    pub memtable_size: usize,
+    /// Budget for all memtables together (default 256 MiB). Tracked now;
+    /// enforced by flushing once SSTables exist.
+    pub write_buffer_size: usize,
+    /// Size at which the WAL moves to a new file (default 64 MiB).
+    pub wal_file_size: u64,
+    /// Most bytes of write batches one group commit takes (default 4 MiB).
+    pub max_group_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fs: Arc::new(RealFs::new()),
+            sync_writes: false,
+            memtable_size: 32 << 20,
+            write_buffer_size: 256 << 20,
+            wal_file_size: 64 << 20,
+            max_group_bytes: 4 << 20,
+        }
+    }
+}
