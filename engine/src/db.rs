@@ -217,6 +217,7 @@ impl Db {
         if read(&self.inner.partitions).contains_key(name) {
             return Ok(());
         }
+        self.sync_before_catalog_change()?;
         let id = catalog.create(name)?;
         write(&self.inner.partitions).insert(
             name.to_string(),
@@ -232,6 +233,10 @@ impl Db {
     /// `PartitionNotFound`; I/O errors writing the catalogue.
     pub fn drop_partition(&self, name: &str) -> Result<()> {
         let mut catalog = lock(&self.inner.catalog);
+        if !read(&self.inner.partitions).contains_key(name) {
+            return Err(Error::PartitionNotFound(name.to_string()));
+        }
+        self.sync_before_catalog_change()?;
         catalog.drop_partition(name)?;
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
@@ -244,6 +249,13 @@ impl Db {
                 });
         }
         Ok(())
+    }
+
+    /// A catalogue change is durable when it returns, so every write
+    /// acknowledged before it must be durable too — otherwise a power loss
+    /// could keep the change but lose earlier writes (a hole in history).
+    fn sync_before_catalog_change(&self) -> Result<()> {
+        self.sync_wal()?.wait().unwrap_or(Err(Error::Closed))
     }
 
     /// Whether a partition exists.
