@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn display_and_order_follow_the_name() {
-        let mut names = vec![
+        let mut names = [
             Partition::new("b").unwrap(),
             Partition::new("B").unwrap(),
             Partition::new("a_").unwrap(),

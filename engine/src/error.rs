@@ -66,7 +66,10 @@ impl Error {
     /// group (`io::Error` is not `Clone`; the copy keeps kind and message).
     pub fn duplicate(&self) -> Error {
         match self {
-            Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+            Error::Io(e) => Error::Io(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            }),
             Error::Corruption {
                 file,
                 offset,

@@ -185,8 +185,18 @@ impl Memtable {
     /// Records version `seq` of `key`: `Some(value)` is a put, `None` a
     /// delete (tombstone). The bytes are copied.
     pub fn insert(&self, key: &[u8], seq: SeqNo, value: Option<&[u8]>) {
+        self.insert_shared(
+            Bytes::copy_from_slice(key),
+            seq,
+            value.map(Bytes::copy_from_slice),
+        );
+    }
+
+    /// As [`insert`](Self::insert), taking shared buffers without copying
+    /// (recovery slices one buffer holding every replayed key and value).
+    pub fn insert_shared(&self, key: Bytes, seq: SeqNo, value: Option<Bytes>) {
         let value = match value {
-            Some(v) => Value::Put(Bytes::copy_from_slice(v)),
+            Some(v) => Value::Put(v),
             None => Value::Delete,
         };
         let value_len = match &value {
@@ -194,13 +204,7 @@ impl Memtable {
             Value::Delete => 0,
         };
         let charge = key.len() + value_len + ENTRY_OVERHEAD;
-        self.map.insert(
-            InternalKey {
-                user_key: Bytes::copy_from_slice(key),
-                seq,
-            },
-            value,
-        );
+        self.map.insert(InternalKey { user_key: key, seq }, value);
         self.size.fetch_add(charge, AtomicOrdering::Relaxed);
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
     }

@@ -70,6 +70,22 @@ impl PartitionState {
         value: Option<&[u8]>,
         memtable_size: usize,
     ) -> usize {
+        self.insert_shared(
+            bytes::Bytes::copy_from_slice(key),
+            seq,
+            value.map(bytes::Bytes::copy_from_slice),
+            memtable_size,
+        )
+    }
+
+    /// As [`insert`](Self::insert) with shared buffers (no copy).
+    pub fn insert_shared(
+        &self,
+        key: bytes::Bytes,
+        seq: SeqNo,
+        value: Option<bytes::Bytes>,
+        memtable_size: usize,
+    ) -> usize {
         let active = {
             let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
             match &tables.active {
@@ -95,7 +111,7 @@ impl PartitionState {
             }
         };
         let before = active.approximate_size();
-        active.insert(key, seq, value);
+        active.insert_shared(key, seq, value);
         active.approximate_size().saturating_sub(before)
     }
 

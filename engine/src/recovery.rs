@@ -2,14 +2,23 @@
 //!
 //! WAL files are replayed in number order. Records of partitions no longer in
 //! the catalogue (dropped) are skipped. A torn tail — the end of a file that
-//! a crash left incomplete — is cut off durably; since a sync write is only
-//! acknowledged after every earlier byte of every WAL is durable, anything in
-//! later files after a torn tail was never acknowledged as durable, and those
-//! files are deleted so that the recovered state is a prefix of history.
-//! A bad record followed by valid ones is `Corruption`.
+//! a crash left incomplete — is cut off durably; anything in later files was
+//! never acknowledged as durable (a sync write is acknowledged only after
+//! every earlier byte of every WAL is durable), so those files are deleted and
+//! the recovered state is a prefix of history. A bad record followed by valid
+//! ones is `Corruption`.
+//!
+//! Every WAL file kept is synced before the engine accepts writes: the
+//! previous process may have died (or closed) with its last writes only in
+//! the OS page cache, and a sync write of this session must not become
+//! durable while they are not.
+//!
+//! Replay sorts the operations by (partition, key, sequence) before inserting
+//! them, and inserts contiguous runs of them from a few threads: skip-list
+//! inserts in key order are several times faster than in log order.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::decode_batch;
@@ -18,7 +27,7 @@ use crate::fs::Fs;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
 use crate::wal::reader::{read_log, LogEnd};
-use crate::wal::writer::parse_wal_file_name;
+use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
 /// What replay found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +40,36 @@ pub struct Recovered {
     pub records: u64,
 }
 
+/// One operation found in the WAL; key and value are ranges of the arena
+/// (a record spanning blocks is reassembled, so payloads cannot be borrowed
+/// from the file's bytes).
+struct Replayed {
+    partition: u64,
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons
+    /// of the sort end here without touching the arena.
+    prefix: u64,
+    seq: SeqNo,
+    key: std::ops::Range<usize>,
+    value: Option<std::ops::Range<usize>>,
+}
+
+fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
+    let file = fs.open_read(path)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| Error::Io(std::io::Error::other("WAL too large")))?;
+    let mut data = vec![0; len];
+    file.read_exact_at(&mut data, 0)?;
+    Ok(data)
+}
+
+fn corruption(path: &Path, offset: u64, reason: String) -> Error {
+    Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    }
+}
+
 /// Replays every WAL file in `dir` into the partitions' memtables.
 ///
 /// # Errors
@@ -41,61 +80,143 @@ pub fn replay(
     partitions: &HashMap<String, Arc<PartitionState>>,
     memtable_size: usize,
 ) -> Result<Recovered> {
-    let by_id: HashMap<u64, &Arc<PartitionState>> =
-        partitions.values().map(|p| (p.id(), p)).collect();
     let mut numbers: Vec<u64> = fs
         .read_dir(dir)?
         .iter()
         .filter_map(|name| parse_wal_file_name(name))
         .collect();
     numbers.sort_unstable();
-    let mut out = Recovered {
-        last_seq: 0,
-        next_wal_number: numbers.last().map_or(1, |n| n + 1),
-        records: 0,
-    };
-    let mut cut_after: Option<usize> = None;
+    let next_wal_number = numbers.last().map_or(1, |n| n + 1);
+
+    // Pass 1: read and validate every file; cut a torn tail and drop the
+    // files after it.
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut last_seq: SeqNo = 0;
+    let mut records = 0u64;
     for (i, number) in numbers.iter().enumerate() {
-        let path = dir.join(crate::wal::writer::wal_file_name(*number));
-        let file = fs.open_read(&path)?;
-        let len = usize::try_from(file.len()?)
-            .map_err(|_| Error::Io(std::io::Error::other("WAL too large")))?;
-        let mut data = vec![0; len];
-        file.read_exact_at(&mut data, 0)?;
-        drop(file);
+        let path = dir.join(wal_file_name(*number));
+        let mut data = read_whole(fs.as_ref(), &path)?;
         let end = read_log(&data, |_, payload| {
             decode_batch(payload, |op| {
-                if op.seq <= out.last_seq && out.last_seq != 0 {
-                    return Err(format!("sequence {} after {}", op.seq, out.last_seq));
+                if last_seq != 0 && op.seq <= last_seq {
+                    return Err(format!("sequence number {} after {last_seq}", op.seq));
                 }
-                out.last_seq = op.seq;
-                if let Some(p) = by_id.get(&op.partition) {
-                    p.insert(op.key, op.seq, op.value, memtable_size);
-                }
+                last_seq = op.seq;
                 Ok(())
             })?;
-            out.records += 1;
+            records += 1;
             Ok(())
         })
-        .map_err(|c| Error::Corruption {
-            file: path.clone(),
-            offset: c.offset,
-            reason: c.reason,
-        })?;
+        .map_err(|c| corruption(&path, c.offset, c.reason))?;
         if let LogEnd::TornTail { offset } = end {
             fs.truncate(&path, offset)?;
-            cut_after = Some(i);
+            data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+            files.push((path, data));
+            let later = &numbers[i + 1..];
+            for n in later {
+                fs.remove_file(&dir.join(wal_file_name(*n)))?;
+            }
+            if !later.is_empty() {
+                fs.sync_dir(dir)?;
+            }
             break;
         }
+        files.push((path, data));
     }
-    if let Some(i) = cut_after {
-        let later = &numbers[i + 1..];
-        for n in later {
-            fs.remove_file(&dir.join(crate::wal::writer::wal_file_name(*n)))?;
-        }
-        if !later.is_empty() {
-            fs.sync_dir(dir)?;
-        }
+
+    // Make what is kept durable before this session acknowledges anything.
+    for (path, _) in &files {
+        fs.open_append(path)?.sync_data()?;
     }
-    Ok(out)
+
+    // Pass 2: collect the operations of live partitions, sort, insert.
+    let by_id: HashMap<u64, &Arc<PartitionState>> =
+        partitions.values().map(|p| (p.id(), p)).collect();
+    let mut ops: Vec<Replayed> = Vec::new();
+    let mut arena: Vec<u8> = Vec::with_capacity(files.iter().map(|(_, d)| d.len()).sum());
+    for (path, data) in &files {
+        read_log(data, |_, payload| {
+            decode_batch(payload, |op| {
+                if by_id.contains_key(&op.partition) {
+                    let key = arena.len()..arena.len() + op.key.len();
+                    arena.extend_from_slice(op.key);
+                    let value = op.value.map(|v| {
+                        let r = arena.len()..arena.len() + v.len();
+                        arena.extend_from_slice(v);
+                        r
+                    });
+                    let mut head = [0u8; 8];
+                    let n = op.key.len().min(8);
+                    head[..n].copy_from_slice(&op.key[..n]);
+                    ops.push(Replayed {
+                        partition: op.partition,
+                        prefix: u64::from_be_bytes(head),
+                        seq: op.seq,
+                        key,
+                        value,
+                    });
+                }
+                Ok(())
+            })
+        })
+        .map_err(|c| corruption(path, c.offset, c.reason))?;
+    }
+    drop(files);
+    let arena = bytes::Bytes::from(arena);
+    ops.sort_unstable_by(|a, b| {
+        a.partition
+            .cmp(&b.partition)
+            .then_with(|| a.prefix.cmp(&b.prefix))
+            .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
+            // Oldest version first: if the memtable rotates between two
+            // versions of a key, the newer one must land in the newer table
+            // (reads stop at the newest table that knows the key).
+            .then_with(|| a.seq.cmp(&b.seq))
+    });
+    // Contiguous runs of the sorted operations go to a few threads: each
+    // inserts in key order into its own key range, so they rarely meet in a
+    // skip list (which takes concurrent inserts anyway). Runs end at key
+    // boundaries, so all versions of a key are inserted by one thread,
+    // oldest first.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let chunk = ops.len().div_ceil(threads).max(1 << 14);
+    let same_key = |a: &Replayed, b: &Replayed| {
+        a.partition == b.partition && arena[a.key.clone()] == arena[b.key.clone()]
+    };
+    let mut runs: Vec<&[Replayed]> = Vec::new();
+    let mut rest: &[Replayed] = &ops;
+    while !rest.is_empty() {
+        let mut end = chunk.min(rest.len());
+        while end < rest.len() && same_key(&rest[end - 1], &rest[end]) {
+            end += 1;
+        }
+        let (run, tail) = rest.split_at(end);
+        runs.push(run);
+        rest = tail;
+    }
+    let insert = |run: &[Replayed]| {
+        for op in run {
+            if let Some(p) = by_id.get(&op.partition) {
+                let value = op.value.clone().map(|r| arena.slice(r));
+                p.insert_shared(arena.slice(op.key.clone()), op.seq, value, memtable_size);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let mut runs = runs.into_iter();
+        let first = runs.next();
+        for run in runs {
+            scope.spawn(move || insert(run));
+        }
+        if let Some(run) = first {
+            insert(run);
+        }
+    });
+    Ok(Recovered {
+        last_seq,
+        next_wal_number,
+        records,
+    })
 }

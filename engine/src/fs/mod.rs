@@ -155,6 +155,11 @@ pub trait ReadableFile: Send + Sync + Debug {
 
     /// The file's current size in bytes.
     fn len(&self) -> io::Result<u64>;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// A held exclusive lock on a lock file; dropping it releases the lock.
