@@ -181,7 +181,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let mut rng = Rng(seed);
         let sim = SimFs::new();
         let dir = "/db";
-        let backend = LsmBackend::new(dir, options(&sim)).map_err(|e| format!("first open: {e}"))?;
+        let mut backend = Some(LsmBackend::new(dir, options(&sim)).map_err(|e| format!("first open: {e}"))?);
         let base_ops = sim.op_count();
         let steps = 20 + rng.below(280) as usize;
         // The crash point, counted in file operations after open; sometimes
@@ -201,8 +201,19 @@ fn run_seed(seed: u64) -> Result<(), String> {
         // durability points.
         let mut ddl_uncertain = false;
         for _ in 0..steps {
+            // Now and then a clean close and reopen, so that later sessions
+            // must make earlier sessions' unsynced writes durable too.
+            if rng.chance(20) {
+                drop(backend.take());
+                match LsmBackend::new(dir, options(&sim)) {
+                    Ok(b) => backend = Some(b),
+                    // The injected failure hit the reopen: that is the crash.
+                    Err(_) => break,
+                }
+            }
+            let Some(open) = backend.as_ref() else { break };
             let step = random_step(&mut rng);
-            match execute(&backend, &step).await {
+            match execute(open, &step).await {
                 Ok(()) => {
                     let before: Vec<String> = current.keys().cloned().collect();
                     apply(&mut current, &step);
