@@ -6,12 +6,13 @@
 //!
 //! | backend | feature | what it is |
 //! |---|---|---|
+//! | [`LsmBackend`] | always | the pure-Rust LSM engine (crate `kalamdb-lsm`): the embedded default |
 //! | [`MemoryBackend`] | always | the in-memory reference model; for tests |
 //! | `RocksDbBackend` | `rocksdb` | RocksDB through column families (builds C++) |
 //! | `SledBackend` | `sled` | sled 0.34, one tree per partition |
 //!
-//! The pure-Rust LSM engine (crate `kalamdb-lsm`) is being built and will be
-//! the embedded default. The default build compiles no C or C++.
+//! The default build compiles no C or C++. The README's "Durability" section
+//! says what a returned write survives on each backend.
 //!
 //! Every backend behaves the same (see [`StorageBackend`]); the public
 //! conformance suite (`kalamdb_store::testing`, feature `testing`) checks any

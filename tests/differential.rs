@@ -1,7 +1,7 @@
 //! Differential runs: random operation sequences against two backends.
 //!
 //! `DIFF_CASES` overrides the number of cases. Failing inputs are printed by
-//! proptest and persisted under `tests/differential.proptest-regressions`,
+//! proptest and persisted in `tests/differential.proptest-regressions`,
 //! which is committed and replayed first on every run.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,6 +115,24 @@ proptest! {
     #[test]
     fn memory_vs_rocksdb(ops in ops(200)) {
         let outcome = run(compare(MemoryHarness::new(), kalamdb_store::testing::RocksDbHarness::new(), &ops));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The LSM engine (small memtables and WAL files, so they rotate) against
+    /// RocksDB, both durable: `Reopen` really reopens both.
+    #[test]
+    fn lsm_vs_rocksdb(ops in ops(200)) {
+        let lsm = kalamdb_store::testing::LsmHarness::with_options(kalamdb_store::LsmOptions {
+            memtable_size: 1024,
+            wal_file_size: 4096,
+            ..Default::default()
+        });
+        let outcome = run(compare(lsm, kalamdb_store::testing::RocksDbHarness::new(), &ops));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }

@@ -3,8 +3,8 @@
 //! reference, every result compared.
 //!
 //! `MODEL_CASES` overrides the number of cases (default 1,000 × 200 ops).
-//! Failing inputs are printed by proptest and persisted under
-//! `proptest-regressions/`, replayed first on every run.
+//! Failing inputs are printed by proptest and persisted in
+//! `tests/model.proptest-regressions`, replayed first on every run.
 
 use kalamdb_store::testing::differential::{cases_from_env, compare, ops};
 use kalamdb_store::testing::{run, LsmHarness, MemoryHarness};
