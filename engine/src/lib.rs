@@ -9,8 +9,9 @@
 //! all partitions ([`wal`], format in `docs/format/wal.md`), group commit with
 //! durability levels ([`commit`]), per-partition memtables on a lock-free skip
 //! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]), a
-//! durable partition catalogue ([`catalog`]) and recovery ([`recovery`]).
-//! SSTables, flushes and compaction come next.
+//! durable partition catalogue ([`catalog`]) and recovery ([`recovery`]);
+//! the SSTable format ([`sst`], `docs/format/sstable.md`). Flushes, the
+//! manifest and compaction come next.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod merge;
 pub mod options;
 pub mod partition;
 pub mod recovery;
+pub mod sst;
 pub mod wal;
 
 pub use completion::Completion;

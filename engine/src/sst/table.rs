@@ -1,0 +1,469 @@
+//! Reading a table: [`Table::open`] checks the footer and loads the
+//! metadata; [`Table::get`] and [`Table::iter`] read data blocks through
+//! [`Table::read_block`], the one place a block cache will plug in.
+//!
+//! What `open` checks, in order (any failure is
+//! [`Error::Corruption`] naming the file and the absolute offset):
+//! 1. the file holds a footer; magic, footer CRC and format version;
+//! 2. the layout: the index ends where the footer starts, the properties end
+//!    where the index starts, the filter (if any) ends where the properties
+//!    start; the data region is everything before the first of them;
+//! 3. the CRC and compression type of the filter, properties and index
+//!    blocks (read with one pread of the metadata region);
+//! 4. properties decode and are consistent, with the footer's version;
+//!    the filter decodes (1..=30 probes) and is no larger than 100 bits per
+//!    entry;
+//! 5. the index: valid keys in increasing order, handles tiling the data
+//!    region exactly, one per data block counted in the properties, the
+//!    last key's user key equal to the properties' largest key.
+//!
+//! Data blocks are checked (CRC, compression type, restart array) when read;
+//! their entries as they are decoded, including their order.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::block::{Block, BlockIter};
+use super::bloom::{max_filter_len, BloomFilter};
+use super::footer::{Footer, FOOTER_LEN};
+use super::handle::{check_trailer, BlockHandle, BLOCK_TRAILER_LEN};
+use super::index::{IndexBlock, IndexIter};
+use super::internal_key::{parse_internal_key, seek_key, ValueKind};
+use super::properties::TableProperties;
+use super::{corruption, DecodeError};
+use crate::error::{Error, Result};
+use crate::fs::ReadableFile;
+use crate::memtable::{SeqNo, Value};
+use crate::merge::{Entry, Source};
+
+/// An open, validated table.
+///
+/// # Thread safety
+/// `Send + Sync`: `get` and iterators take `&self` / an `Arc` and run
+/// concurrently (reads are positional).
+///
+/// # Invariants
+/// The footer, properties, filter and index were checked at open (see the
+/// module docs); every data block handle in the index lies inside the file.
+#[derive(Debug)]
+pub struct Table {
+    file: Arc<dyn ReadableFile>,
+    path: PathBuf,
+    size: u64,
+    footer: Footer,
+    index: IndexBlock,
+    filter: Option<BloomFilter>,
+    properties: TableProperties,
+}
+
+/// Reads `buf.len()` bytes at `offset`; a file that ends first is
+/// corruption (the table's recorded size promised those bytes).
+fn read_exact(file: &dyn ReadableFile, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            corruption(
+                path,
+                offset,
+                format!("file ends within {} bytes: {e}", buf.len()),
+            )
+        } else {
+            Error::Io(e)
+        }
+    })
+}
+
+/// Allocates a buffer of `len` bytes, where `len` was checked against the
+/// file size by the caller.
+fn buffer(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let len = usize::try_from(len)
+        .map_err(|_| corruption(path, offset, format!("block of {len} bytes is too large")))?;
+    Ok(vec![0u8; len])
+}
+
+impl Table {
+    /// Opens the table in `file` (of `size` bytes; `path` names it in
+    /// errors), reading and checking its footer, properties, filter and
+    /// index.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] for any failed check (see the module docs),
+    /// [`Error::Io`] for a failed read.
+    pub fn open(file: Arc<dyn ReadableFile>, path: PathBuf, size: u64) -> Result<Table> {
+        let footer_at = size.checked_sub(FOOTER_LEN as u64).ok_or_else(|| {
+            corruption(
+                &path,
+                0,
+                format!("file of {size} bytes is shorter than the {FOOTER_LEN}-byte footer"),
+            )
+        })?;
+        let mut buf = [0u8; FOOTER_LEN];
+        read_exact(file.as_ref(), &path, &mut buf, footer_at)?;
+        let footer = Footer::decode(&buf).map_err(|e| e.at(&path, footer_at))?;
+
+        // The metadata blocks sit back to back before the footer.
+        let layout = |what: &str, h: BlockHandle, end: u64| -> Result<u64> {
+            if h.end_with_trailer() == Some(end) {
+                Ok(h.offset)
+            } else {
+                Err(corruption(
+                    &path,
+                    footer_at,
+                    format!(
+                        "{what} block at {} size {} does not end at {end}",
+                        h.offset, h.size
+                    ),
+                ))
+            }
+        };
+        let index_at = layout("index", footer.index, footer_at)?;
+        let props_at = layout("properties", footer.properties, index_at)?;
+        let data_end = match footer.filter {
+            Some(f) => layout("filter", f, props_at)?,
+            None => props_at,
+        };
+
+        let mut meta = buffer(&path, data_end, footer_at - data_end)?;
+        read_exact(file.as_ref(), &path, &mut meta, data_end)?;
+        let meta = Bytes::from(meta);
+        // A metadata block's verified contents; handles lie inside `meta`
+        // by the layout checks above.
+        let contents = |h: BlockHandle| -> Result<Bytes> {
+            let start = (h.offset - data_end) as usize;
+            let end = start + h.size as usize + BLOCK_TRAILER_LEN;
+            let raw = meta
+                .get(start..end)
+                .ok_or_else(|| corruption(&path, h.offset, "block outside the metadata"))?;
+            let n = check_trailer(raw).map_err(|e| e.at(&path, h.offset))?.len();
+            Ok(meta.slice(start..start + n))
+        };
+
+        let properties = TableProperties::decode(&contents(footer.properties)?)
+            .map_err(|e| e.at(&path, props_at))?;
+        if properties.format_version != footer.format_version {
+            return Err(corruption(
+                &path,
+                props_at,
+                format!(
+                    "properties say format version {}, the footer {}",
+                    properties.format_version, footer.format_version
+                ),
+            ));
+        }
+        let filter = match footer.filter {
+            Some(h) => {
+                let f = BloomFilter::decode(&contents(h)?).map_err(|e| e.at(&path, h.offset))?;
+                if f.size() as u64 > max_filter_len(properties.entry_count) {
+                    return Err(corruption(
+                        &path,
+                        h.offset,
+                        format!(
+                            "bloom filter of {} bytes is too large for {} entries",
+                            f.size(),
+                            properties.entry_count
+                        ),
+                    ));
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        let index = IndexBlock::decode(contents(footer.index)?, data_end)
+            .map_err(|e| e.at(&path, index_at))?;
+        if index.len() != properties.data_block_count {
+            return Err(corruption(
+                &path,
+                index_at,
+                format!(
+                    "index lists {} data blocks, properties {}",
+                    index.len(),
+                    properties.data_block_count
+                ),
+            ));
+        }
+        let last = parse_internal_key(index.last_key()).map_err(|e| e.at(&path, index_at))?;
+        if last.user_key != properties.largest_key.as_ref() {
+            return Err(corruption(
+                &path,
+                index_at,
+                "the index's last key is not the properties' largest key",
+            ));
+        }
+        Ok(Table {
+            file,
+            path,
+            size,
+            footer,
+            index,
+            filter,
+            properties,
+        })
+    }
+
+    /// The file's path (as given to [`open`](Self::open)).
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's size in bytes.
+    #[must_use]
+    pub fn file_size(&self) -> u64 {
+        self.size
+    }
+
+    /// The table's properties.
+    #[must_use]
+    pub fn properties(&self) -> &TableProperties {
+        &self.properties
+    }
+
+    /// The table's footer.
+    #[must_use]
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// Bytes of index and filter held in memory (to charge a cache).
+    #[must_use]
+    pub fn metadata_size(&self) -> usize {
+        self.index.size() + self.filter.as_ref().map_or(0, BloomFilter::size)
+    }
+
+    /// `false` if `user_key` is certainly not in the table: outside its key
+    /// range, or rejected by its bloom filter. Reads nothing.
+    #[must_use]
+    pub fn may_contain(&self, user_key: &[u8]) -> bool {
+        let p = &self.properties;
+        if user_key < p.smallest_key.as_ref() || user_key > p.largest_key.as_ref() {
+            return false;
+        }
+        self.filter.as_ref().is_none_or(|f| f.may_contain(user_key))
+    }
+
+    /// The newest version of `user_key` with sequence number `<= snapshot`:
+    /// `Some(Value::Put)`, `Some(Value::Delete)` for a tombstone, `None` if
+    /// the table holds no such version. Consults the key range and bloom
+    /// filter before reading any data block; reads at most one.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or [`Error::Io`] reading the data block.
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Result<Option<Value>> {
+        if !self.may_contain(user_key) {
+            return Ok(None);
+        }
+        let target = seek_key(user_key, snapshot);
+        let index_at = self.footer.index.offset;
+        let Some(h) = self
+            .index
+            .seek(&target)
+            .map_err(|e| e.at(&self.path, index_at))?
+        else {
+            return Ok(None);
+        };
+        let block = self.read_block(h)?;
+        let mut it = block.iter();
+        it.seek(&target).map_err(|e| e.at(&self.path, h.offset))?;
+        if !it.valid() {
+            return Ok(None);
+        }
+        let entry = decode_entry(&it).map_err(|e| e.at(&self.path, h.offset))?;
+        Ok((entry.key == user_key).then_some(entry.value))
+    }
+
+    /// An iterator over every version of every key `>= start` (all keys if
+    /// `None`), in internal-key order, reading one data block at a time.
+    /// Nothing is read until the first `next`.
+    #[must_use]
+    pub fn iter(self: &Arc<Self>, start: Option<&[u8]>) -> TableIter {
+        TableIter {
+            table: Arc::clone(self),
+            index: self.index.iter(),
+            block: None,
+            start: start.map(|s| seek_key(s, SeqNo::MAX)),
+            started: false,
+            done: false,
+            prev: None,
+        }
+    }
+
+    /// Reads and checks one data block (CRC, compression type, restart
+    /// array). Every data block read goes through here: the seam for the
+    /// block cache.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] for a handle outside the file or a bad block;
+    /// [`Error::Io`] for a failed read.
+    pub fn read_block(&self, handle: BlockHandle) -> Result<Block> {
+        let end = handle
+            .end_with_trailer()
+            .filter(|&end| end <= self.size)
+            .ok_or_else(|| {
+                corruption(
+                    &self.path,
+                    handle.offset,
+                    format!(
+                        "block of {} bytes runs past the end of the file",
+                        handle.size
+                    ),
+                )
+            })?;
+        let mut buf = buffer(&self.path, handle.offset, end - handle.offset)?;
+        read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
+        let n = check_trailer(&buf)
+            .map_err(|e| e.at(&self.path, handle.offset))?
+            .len();
+        buf.truncate(n);
+        Block::decode(Bytes::from(buf)).map_err(|e| e.at(&self.path, handle.offset))
+    }
+}
+
+/// The entry under a data-block cursor; errors are relative to the block.
+fn decode_entry(it: &BlockIter) -> std::result::Result<Entry, DecodeError> {
+    let at = it.offset();
+    let k = parse_internal_key(it.key()).map_err(|e| DecodeError::new(at, e.reason))?;
+    let value = match k.kind {
+        ValueKind::Put => Value::Put(it.value_bytes()),
+        ValueKind::Delete if it.value().is_empty() => Value::Delete,
+        ValueKind::Delete => {
+            return Err(DecodeError::new(at, "tombstone with a non-empty value"));
+        }
+    };
+    Ok(Entry {
+        key: Bytes::copy_from_slice(k.user_key),
+        seq: k.seq,
+        value,
+    })
+}
+
+/// A streaming cursor over a table's entries, one data block in memory at a
+/// time. Yields each version in internal-key order; an error is yielded
+/// once, then the iterator ends.
+///
+/// # Thread safety
+/// Owned and `Send` (it holds an `Arc<Table>`); one thread drives it.
+///
+/// # Invariants
+/// Entries come out strictly increasing in internal-key order; a table whose
+/// entries are not (bytes that passed their CRC but were written wrong)
+/// yields a corruption error instead of breaking that contract.
+#[derive(Debug)]
+pub struct TableIter {
+    table: Arc<Table>,
+    index: IndexIter,
+    /// The current data block's cursor and the block's file offset.
+    block: Option<(BlockIter, u64)>,
+    /// Seek key of the start bound, until the first step uses it.
+    start: Option<Vec<u8>>,
+    started: bool,
+    done: bool,
+    /// The last entry's user key and sequence number, to check the order.
+    prev: Option<(Bytes, SeqNo)>,
+}
+
+impl TableIter {
+    fn index_error(&self, e: DecodeError) -> Error {
+        e.at(&self.table.path, self.table.footer.index.offset)
+    }
+
+    /// Loads the block under the index cursor and positions in it (at
+    /// `target`, or its first entry). `false` past the last block.
+    fn load_block(&mut self, target: Option<&[u8]>) -> Result<bool> {
+        let Some(h) = self.index.handle().map_err(|e| self.index_error(e))? else {
+            self.block = None;
+            return Ok(false);
+        };
+        let block = self.table.read_block(h)?;
+        let mut it = block.iter();
+        match target {
+            Some(t) => it.seek(t),
+            None => it.seek_to_first(),
+        }
+        .map_err(|e| e.at(&self.table.path, h.offset))?;
+        self.block = Some((it, h.offset));
+        Ok(true)
+    }
+
+    fn step(&mut self) -> Result<Option<Entry>> {
+        if self.started {
+            if let Some((it, base)) = &mut self.block {
+                let base = *base;
+                it.advance().map_err(|e| e.at(&self.table.path, base))?;
+            }
+        } else {
+            self.started = true;
+            let target = self.start.take();
+            match &target {
+                Some(t) => self.index.seek(t),
+                None => self.index.seek_to_first(),
+            }
+            .map_err(|e| self.index_error(e))?;
+            if !self.load_block(target.as_deref())? {
+                return Ok(None);
+            }
+        }
+        loop {
+            let Some((it, base)) = &self.block else {
+                return Ok(None);
+            };
+            if it.valid() {
+                let base = *base;
+                let entry = decode_entry(it).map_err(|e| e.at(&self.table.path, base))?;
+                if let Some((k, s)) = &self.prev {
+                    if (k, std::cmp::Reverse(*s)) >= (&entry.key, std::cmp::Reverse(entry.seq)) {
+                        return Err(corruption(
+                            &self.table.path,
+                            base + it.offset() as u64,
+                            "entries out of order",
+                        ));
+                    }
+                }
+                self.prev = Some((entry.key.clone(), entry.seq));
+                return Ok(Some(entry));
+            }
+            self.index.advance().map_err(|e| self.index_error(e))?;
+            if !self.load_block(None)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                self.block = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for TableIter {}
+
+impl Source for TableIter {
+    fn next_entry(&mut self) -> Option<Result<Entry>> {
+        self.next()
+    }
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Table>();
+    send::<TableIter>();
+};
