@@ -23,6 +23,7 @@ pub mod completion;
 pub mod db;
 pub mod error;
 pub mod fs;
+pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;

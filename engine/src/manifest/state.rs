@@ -1,0 +1,296 @@
+//! The state a manifest describes, rebuilt by applying its edits in order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::edit::{Change, TableRecord, VersionEdit};
+
+/// One partition as the manifest knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionRecord {
+    /// Its name.
+    pub name: String,
+    /// Tables by level, each level keyed by file number.
+    pub levels: BTreeMap<u8, BTreeMap<u64, TableRecord>>,
+    /// Entries up to this sequence number are in tables.
+    pub flushed_seq: u64,
+}
+
+/// Everything the manifest records.
+///
+/// Invariants (checked by [`ManifestState::apply`]): partition ids are never
+/// reused and below `next_partition_id`; live names are unique; a file number
+/// appears once; `log_number` and each `flushed_seq` never go back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestState {
+    /// Live partitions by id.
+    pub partitions: BTreeMap<u64, PartitionRecord>,
+    /// Live partition names → id.
+    pub names: HashMap<String, u64>,
+    /// WAL files below this number are no longer needed.
+    pub log_number: u64,
+    /// Next file number to hand out.
+    pub next_file_number: u64,
+    /// Next partition id to hand out.
+    pub next_partition_id: u64,
+    /// Highest sequence number recorded.
+    pub last_sequence: u64,
+}
+
+impl Default for ManifestState {
+    fn default() -> Self {
+        ManifestState {
+            partitions: BTreeMap::new(),
+            names: HashMap::new(),
+            log_number: 0,
+            next_file_number: 1,
+            next_partition_id: 1,
+            last_sequence: 0,
+        }
+    }
+}
+
+impl ManifestState {
+    /// Applies an edit, all or nothing.
+    ///
+    /// # Errors
+    /// Why the edit does not fit the state (a corrupt or inconsistent
+    /// manifest); the state is then unchanged.
+    pub fn apply(&mut self, edit: &VersionEdit) -> Result<(), String> {
+        let mut next = self.clone();
+        for change in &edit.changes {
+            next.apply_one(change)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_one(&mut self, change: &Change) -> Result<(), String> {
+        match change {
+            Change::CreatePartition { id, name } => {
+                if *id < self.next_partition_id && self.partitions.contains_key(id) {
+                    return Err(format!("partition id {id} created twice"));
+                }
+                if *id < self.next_partition_id {
+                    return Err(format!(
+                        "partition id {id} reused (next is {})",
+                        self.next_partition_id
+                    ));
+                }
+                if self.names.contains_key(name) {
+                    return Err(format!("partition {name:?} created while it exists"));
+                }
+                self.partitions.insert(
+                    *id,
+                    PartitionRecord {
+                        name: name.clone(),
+                        ..PartitionRecord::default()
+                    },
+                );
+                self.names.insert(name.clone(), *id);
+                self.next_partition_id = id + 1;
+            }
+            Change::DropPartition { id } => {
+                let p = self
+                    .partitions
+                    .remove(id)
+                    .ok_or_else(|| format!("drop of unknown partition id {id}"))?;
+                self.names.remove(&p.name);
+            }
+            Change::AddTable(t) => {
+                let p = self.partitions.get_mut(&t.partition).ok_or_else(|| {
+                    format!("table {} for unknown partition {}", t.file, t.partition)
+                })?;
+                if p.levels.values().any(|l| l.contains_key(&t.file)) {
+                    return Err(format!("table {} added twice", t.file));
+                }
+                p.levels
+                    .entry(t.level)
+                    .or_default()
+                    .insert(t.file, t.clone());
+                self.next_file_number = self.next_file_number.max(t.file + 1);
+            }
+            Change::RemoveTable {
+                partition,
+                level,
+                file,
+            } => {
+                let p = self.partitions.get_mut(partition).ok_or_else(|| {
+                    format!("table {file} removed from unknown partition {partition}")
+                })?;
+                let l = p
+                    .levels
+                    .get_mut(level)
+                    .filter(|l| l.contains_key(file))
+                    .ok_or_else(|| format!("table {file} not at level {level}"))?;
+                l.remove(file);
+                if l.is_empty() {
+                    p.levels.remove(level);
+                }
+            }
+            Change::LogNumber(n) => {
+                if *n < self.log_number {
+                    return Err(format!(
+                        "log number went back from {} to {n}",
+                        self.log_number
+                    ));
+                }
+                self.log_number = *n;
+            }
+            Change::NextFileNumber(n) => self.next_file_number = self.next_file_number.max(*n),
+            Change::NextPartitionId(n) => self.next_partition_id = self.next_partition_id.max(*n),
+            Change::LastSequence(n) => self.last_sequence = self.last_sequence.max(*n),
+            Change::Flushed { partition, seq } => {
+                let p = self
+                    .partitions
+                    .get_mut(partition)
+                    .ok_or_else(|| format!("flush of unknown partition {partition}"))?;
+                if *seq < p.flushed_seq {
+                    return Err(format!("partition {partition} flushed point went back"));
+                }
+                p.flushed_seq = *seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// An edit that recreates this state from nothing: the content of a
+    /// fresh manifest after a rollover.
+    pub fn snapshot(&self) -> VersionEdit {
+        let mut changes = vec![
+            Change::NextFileNumber(self.next_file_number),
+            Change::LogNumber(self.log_number),
+            Change::LastSequence(self.last_sequence),
+        ];
+        for (id, p) in &self.partitions {
+            // Ids must be created in increasing order: the snapshot lists them
+            // so, and restores `next_partition_id` at the end.
+            changes.push(Change::CreatePartition {
+                id: *id,
+                name: p.name.clone(),
+            });
+            for tables in p.levels.values() {
+                changes.extend(tables.values().cloned().map(Change::AddTable));
+            }
+            if p.flushed_seq > 0 {
+                changes.push(Change::Flushed {
+                    partition: *id,
+                    seq: p.flushed_seq,
+                });
+            }
+        }
+        changes.push(Change::NextPartitionId(self.next_partition_id));
+        VersionEdit { changes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(partition: u64, level: u8, file: u64) -> Change {
+        Change::AddTable(TableRecord {
+            partition,
+            level,
+            file,
+            size: 100,
+            smallest: b"a".to_vec(),
+            largest: b"b".to_vec(),
+            min_seq: 1,
+            max_seq: 2,
+            entries: 2,
+            tombstones: 0,
+        })
+    }
+
+    fn create(id: u64, name: &str) -> Change {
+        Change::CreatePartition {
+            id,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_snapshot_round_trip() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit {
+            changes: vec![create(1, "a"), create(2, "b"), add(1, 0, 5), add(1, 0, 6)],
+        })
+        .unwrap();
+        s.apply(&VersionEdit {
+            changes: vec![
+                Change::RemoveTable {
+                    partition: 1,
+                    level: 0,
+                    file: 5,
+                },
+                add(1, 1, 7),
+                Change::Flushed {
+                    partition: 1,
+                    seq: 2,
+                },
+                Change::LogNumber(3),
+            ],
+        })
+        .unwrap();
+        s.apply(&VersionEdit::one(Change::DropPartition { id: 2 }))
+            .unwrap();
+        s.apply(&VersionEdit::one(create(3, "b"))).unwrap();
+        assert_eq!(s.next_file_number, 8);
+        assert_eq!(s.names.get("b"), Some(&3));
+        let mut rebuilt = ManifestState::default();
+        rebuilt.apply(&s.snapshot()).unwrap();
+        assert_eq!(rebuilt, s);
+    }
+
+    #[test]
+    fn inconsistent_edits_are_refused_whole() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit::one(create(1, "a"))).unwrap();
+        let before = s.clone();
+        for bad in [
+            vec![create(2, "x"), create(1, "y")],
+            vec![create(2, "a")],
+            vec![Change::DropPartition { id: 9 }],
+            vec![add(9, 0, 1)],
+            vec![add(1, 0, 1), add(1, 2, 1)],
+            vec![Change::RemoveTable {
+                partition: 1,
+                level: 0,
+                file: 4,
+            }],
+            vec![Change::LogNumber(5), Change::LogNumber(4)],
+            vec![
+                Change::Flushed {
+                    partition: 1,
+                    seq: 5,
+                },
+                Change::Flushed {
+                    partition: 1,
+                    seq: 4,
+                },
+            ],
+        ] {
+            assert!(
+                s.apply(&VersionEdit {
+                    changes: bad.clone()
+                })
+                .is_err(),
+                "{bad:?}"
+            );
+            assert_eq!(s, before, "{bad:?} left a partial change");
+        }
+    }
+
+    #[test]
+    fn ids_are_never_reused() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit::one(create(1, "a"))).unwrap();
+        s.apply(&VersionEdit::one(Change::DropPartition { id: 1 }))
+            .unwrap();
+        assert!(s.apply(&VersionEdit::one(create(1, "a"))).is_err());
+        s.apply(&VersionEdit::one(create(2, "a"))).unwrap();
+        let mut rebuilt = ManifestState::default();
+        rebuilt.apply(&s.snapshot()).unwrap();
+        assert_eq!(rebuilt.next_partition_id, 3);
+    }
+}

@@ -1,0 +1,216 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::fs::sim::{CrashMode, Fault, FaultError};
+use crate::fs::SimFs;
+
+const DIR: &str = "/db";
+
+fn sim() -> SimFs {
+    let sim = SimFs::new();
+    let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+    fs.create_dir_all(Path::new(DIR)).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    sim
+}
+
+fn fs_of(sim: &SimFs) -> Arc<dyn Fs> {
+    Arc::new(sim.clone())
+}
+
+fn create(id: u64) -> VersionEdit {
+    VersionEdit::one(Change::CreatePartition {
+        id,
+        name: format!("p{id}"),
+    })
+}
+
+#[test]
+fn edits_survive_reopen_and_a_crash() {
+    let sim = sim();
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    for id in 1..=5 {
+        m.log(&create(id)).unwrap();
+    }
+    m.log(&VersionEdit::one(Change::DropPartition { id: 2 }))
+        .unwrap();
+    let want = m.state();
+    drop(m);
+    sim.crash(3);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    assert_eq!(m.state(), want);
+    assert_eq!(m.state().partitions.len(), 4);
+    assert_eq!(m.state().next_partition_id, 6);
+}
+
+#[test]
+fn an_edit_that_does_not_fit_is_refused_and_not_written() {
+    let sim = sim();
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    m.log(&create(1)).unwrap();
+    assert!(m.log(&create(1)).is_err());
+    assert!(m
+        .log(&VersionEdit::one(Change::DropPartition { id: 7 }))
+        .is_err());
+    m.log(&create(2)).unwrap();
+    drop(m);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    assert_eq!(m.state().partitions.len(), 2);
+}
+
+#[test]
+fn rollover_keeps_the_state_and_removes_old_files() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    let m = Manifest::open(&fs, Path::new(DIR), 512).unwrap();
+    let first = m.number();
+    for id in 1..=200 {
+        m.log(&create(id)).unwrap();
+        if id % 3 == 0 {
+            m.log(&VersionEdit::one(Change::DropPartition { id }))
+                .unwrap();
+        }
+    }
+    assert!(m.number() > first + 5, "rolled over");
+    let want = m.state();
+    let manifests: Vec<String> = fs
+        .read_dir(Path::new(DIR))
+        .unwrap()
+        .into_iter()
+        .filter(|n| parse_manifest_file_name(n).is_some())
+        .collect();
+    assert_eq!(manifests, [manifest_file_name(m.number())]);
+    drop(m);
+    sim.crash(9);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 512).unwrap();
+    assert_eq!(m.state(), want);
+}
+
+#[test]
+fn concurrent_edits_share_fsyncs() {
+    let sim = sim();
+    let m = Arc::new(Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 30).unwrap());
+    let before = sim.sync_counts().sync_data;
+    // Hold the first sync so that the other edits pile up behind it.
+    let gate = sim.pause_syncs();
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                m.log_with(|s| {
+                    VersionEdit::one(Change::CreatePartition {
+                        id: s.next_partition_id,
+                        name: format!("t{t}"),
+                    })
+                })
+                .unwrap();
+            })
+        })
+        .collect();
+    assert!(gate.wait_for_blocked(1, std::time::Duration::from_secs(10)));
+    while m.state().partitions.len() < 8 {
+        std::thread::yield_now();
+    }
+    gate.release();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let syncs = sim.sync_counts().sync_data - before;
+    assert!(syncs <= 2, "8 concurrent edits took {syncs} fsyncs");
+    assert_eq!(m.state().next_partition_id, 9);
+}
+
+#[test]
+fn a_failed_sync_poisons_until_reopen() {
+    let sim = sim();
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    m.log(&create(1)).unwrap();
+    sim.inject(Fault::on(crate::fs::sim::OpKind::Sync, FaultError::EIO));
+    assert!(matches!(m.log(&create(2)), Err(Error::Io(_))));
+    match m.log(&create(3)) {
+        Err(Error::Poisoned(msg)) => assert!(msg.starts_with("poisoned: "), "{msg}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    drop(m);
+    sim.clear_faults();
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    // Edit 2 reached the OS before its fsync failed: present or absent.
+    assert!(m.state().partitions.contains_key(&1));
+    m.log_with(|s| {
+        VersionEdit::one(Change::CreatePartition {
+            id: s.next_partition_id,
+            name: "after".into(),
+        })
+    })
+    .unwrap();
+}
+
+#[test]
+fn damage_is_corruption_naming_the_file() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    for id in 1..=20 {
+        m.log(&create(id)).unwrap();
+    }
+    let path = Path::new(DIR).join(manifest_file_name(m.number()));
+    drop(m);
+    let mut data = sim.contents(&path).unwrap();
+    data[20] ^= 0x40;
+    write_file_atomic(fs.as_ref(), &path, &data).unwrap();
+    match Manifest::open(&fs, Path::new(DIR), 1 << 20) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    write_file_atomic(fs.as_ref(), &Path::new(DIR).join(CURRENT_FILE), b"garbage").unwrap();
+    assert!(matches!(
+        Manifest::open(&fs, Path::new(DIR), 1 << 20),
+        Err(Error::Corruption { .. })
+    ));
+}
+
+/// Crash at every file operation of a workload with rollovers: the reopened
+/// state holds every acknowledged edit and is a prefix of the edits tried.
+#[test]
+fn crash_at_every_file_operation_keeps_acknowledged_edits() {
+    for n in 1..400u64 {
+        for mode in [
+            CrashMode::DropUnsynced,
+            CrashMode::TearTail,
+            CrashMode::TearAndGarble,
+        ] {
+            let sim = sim();
+            let m = match Manifest::open(&fs_of(&sim), Path::new(DIR), 300) {
+                Ok(m) => m,
+                Err(e) => panic!("{e}"),
+            };
+            sim.inject(Fault::any(FaultError::EIO).nth(n).persistent());
+            let mut acked = 0u64;
+            let mut tried = 0u64;
+            for id in 1..=40u64 {
+                tried = id;
+                if m.log(&create(id)).is_err() {
+                    break;
+                }
+                acked = id;
+            }
+            drop(m);
+            sim.crash_with(mode, n);
+            sim.clear_faults();
+            let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 300)
+                .unwrap_or_else(|e| panic!("n={n} {mode:?}: reopen failed: {e}"));
+            let got = m.state().partitions.len() as u64;
+            assert!(
+                got >= acked && got <= tried,
+                "n={n} {mode:?}: {got} partitions, {acked} acknowledged, {tried} tried"
+            );
+            let ids: Vec<u64> = m.state().partitions.keys().copied().collect();
+            assert_eq!(
+                ids,
+                (1..=got).collect::<Vec<_>>(),
+                "n={n} {mode:?}: not a prefix"
+            );
+        }
+    }
+}
