@@ -159,7 +159,13 @@ fn phases(dir: &Path) -> Result<(), Box<dyn Error>> {
         read_log(d, |_, payload| {
             decode_batch(payload, |op| {
                 if let Some(p) = partitions.get(&op.partition) {
-                    p.insert(op.key, op.seq, op.value, Options::default().memtable_size);
+                    p.insert(
+                        op.key,
+                        op.seq,
+                        op.value,
+                        Options::default().memtable_size,
+                        0,
+                    );
                 }
                 Ok(())
             })

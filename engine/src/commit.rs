@@ -115,6 +115,19 @@ impl Inner {
         self.lead(st);
     }
 
+    /// Makes every write so far durable (a sync request through the queue)
+    /// and waits for it. For engine threads (flush), never async callers.
+    pub(crate) fn sync_wal_and_wait(&self) -> Result<()> {
+        let (done, completion) = crate::completion::completion();
+        self.enqueue(Pending {
+            ops: Vec::new(),
+            payload: Vec::new(),
+            sync: true,
+            done,
+        });
+        completion.wait().unwrap_or(Err(Error::Closed))
+    }
+
     /// Runs the leader loop until the queue is empty (or hands off).
     pub(crate) fn lead<'a>(&'a self, mut st: MutexGuard<'a, CommitState>) {
         let mut rounds = 0;
@@ -154,31 +167,42 @@ impl Inner {
             let needs_sync = group.iter().any(|p| p.sync);
             drop(st);
 
-            let written = self.write_group(&mut group, first_seq);
-            if let Err(e) = written {
-                let why = e.to_string();
-                st = lock(&self.commit);
-                st.poisoned.get_or_insert(why.clone());
-                for p in group {
-                    p.done.complete(Err(e.duplicate()));
+            let wal_number = match self.write_group(&mut group, first_seq) {
+                Ok(n) => n,
+                Err(e) => {
+                    let why = e.to_string();
+                    st = lock(&self.commit);
+                    st.poisoned.get_or_insert(why.clone());
+                    for p in group {
+                        p.done.complete(Err(e.duplicate()));
+                    }
+                    continue; // the loop fails the queue and steps down
                 }
-                continue; // the loop fails the queue and steps down
-            }
+            };
 
             let mut seq = first_seq;
             let mut grew = 0usize;
+            let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
             for p in &group {
                 for r in &p.ops {
-                    grew += r.target.insert(
+                    let (g, full) = r.target.insert(
                         &r.op.key,
                         seq,
                         r.op.value.as_deref(),
                         self.options.memtable_size,
+                        wal_number,
                     );
+                    grew += g;
+                    if full {
+                        rotated.push(r.target.clone());
+                    }
                     seq += 1;
                 }
             }
             self.memory.fetch_add(grew, Ordering::Relaxed);
+            if !rotated.is_empty() {
+                self.schedule_flush(rotated);
+            }
             self.stats
                 .writes
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -200,8 +224,9 @@ impl Inner {
     }
 
     /// Patches sequence numbers into the group's records and writes them to
-    /// the WAL with one write, rotating the WAL first if it is full.
-    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<()> {
+    /// the WAL with one write, rotating the WAL first if it is full. Returns
+    /// the number of the WAL file written.
+    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<u64> {
         let mut seq = first_seq;
         for p in group.iter_mut() {
             if let Some(slot) = p.payload.get_mut(FIRST_SEQ_RANGE) {
@@ -222,7 +247,7 @@ impl Inner {
         self.stats
             .wal_bytes
             .fetch_add(wal.len() - before, Ordering::Relaxed);
-        Ok(())
+        Ok(wal.number())
     }
 
     /// Starts a new WAL file; the old one is synced by the committer before
@@ -231,6 +256,7 @@ impl Inner {
         let number = lock(&self.commit).next_wal_number;
         let fresh = WalWriter::create(&self.fs, &self.dir, number)?;
         let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
+        lock(&self.wal_files).insert(number);
         let mut st = lock(&self.commit);
         st.next_wal_number = number + 1;
         let old = std::mem::replace(&mut st.current_sync, handle);

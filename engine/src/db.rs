@@ -7,17 +7,20 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use crate::batch::{encode_batch, BatchOp};
-use crate::catalog::Catalog;
 use crate::commit::{CommitState, Pending, ResolvedOp, SyncHandle};
 use crate::completion::{completion, Completion};
 use crate::error::{Error, Result};
+use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
+use crate::manifest::{Change, Manifest, VersionEdit};
 use crate::memtable::SeqNo;
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::PartitionState;
 use crate::recovery;
-use crate::wal::writer::WalWriter;
+use crate::sst::Table;
+use crate::table_file::{parse_table_file_name, table_file_name, TableFile};
+use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 
 /// File name of the lock file in the database directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -33,6 +36,7 @@ pub const LOCK_FILE: &str = "LOCK";
 pub struct Db {
     inner: Arc<Inner>,
     committer: Option<JoinHandle<()>>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -50,6 +54,8 @@ pub(crate) struct Counters {
     pub(crate) groups: AtomicU64,
     pub(crate) wal_bytes: AtomicU64,
     pub(crate) wal_syncs: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) flush_bytes: AtomicU64,
 }
 
 /// A snapshot of the engine's counters and shape.
@@ -71,6 +77,14 @@ pub struct Stats {
     pub wal_syncs: u64,
     /// Highest visible sequence number.
     pub visible_sequence: SeqNo,
+    /// Table files across partitions.
+    pub tables: usize,
+    /// Bytes of table files across partitions.
+    pub table_bytes: u64,
+    /// Flushes since open.
+    pub flushes: u64,
+    /// Bytes written by flushes since open.
+    pub flush_bytes_written: u64,
 }
 
 pub(crate) struct Inner {
@@ -79,7 +93,16 @@ pub(crate) struct Inner {
     pub(crate) options: Options,
     pub(crate) visible_seq: AtomicU64,
     partitions: RwLock<HashMap<String, Arc<PartitionState>>>,
-    catalog: Mutex<Catalog>,
+    /// Serialises partition creation and drop.
+    ddl: Mutex<()>,
+    /// Serialises flushes (the flush thread and `Db::flush`).
+    pub(crate) flush_lock: Mutex<()>,
+    pub(crate) manifest: Manifest,
+    pub(crate) flush: Mutex<FlushQueue>,
+    pub(crate) flush_wake: Condvar,
+    pub(crate) next_file: AtomicU64,
+    /// Numbers of the WAL files on disk.
+    pub(crate) wal_files: Mutex<std::collections::BTreeSet<u64>>,
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) committer_wake: Condvar,
     pub(crate) wal: Mutex<WalWriter>,
@@ -139,33 +162,61 @@ impl Db {
                 Error::Io(e)
             }
         })?;
-        let catalog = Catalog::open(&fs, &dir)?;
-        let partitions: HashMap<String, Arc<PartitionState>> = catalog
-            .partitions()
-            .iter()
-            .map(|(name, id)| {
-                (
-                    name.clone(),
-                    Arc::new(PartitionState::new(*id, name.clone())),
-                )
-            })
-            .collect();
-        let recovered = recovery::replay(&fs, &dir, &partitions, options.memtable_size)?;
+        let manifest = Manifest::open(&fs, &dir, options.manifest_rollover_size)?;
+        let state = manifest.state();
+        let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
+        for (id, record) in &state.partitions {
+            let p = Arc::new(PartitionState::new(*id, record.name.clone()));
+            p.set_flushed_seq(record.flushed_seq);
+            // Oldest first, so `push_table` leaves the newest in front.
+            for tables in record.levels.values() {
+                for t in tables.values() {
+                    let path = dir.join(id.to_string()).join(table_file_name(t.file));
+                    let table = Table::open(fs.open_read(&path)?, path.clone(), t.size)?;
+                    p.push_table(Arc::new(TableFile::new(table, t.file, path, fs.clone())));
+                }
+            }
+            partitions.insert(record.name.clone(), p);
+        }
+        remove_orphans(&fs, &dir, &state)?;
+        let recovered = recovery::replay(&fs, &dir, &partitions, state.log_number)?;
         let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
+        let mut wal_files = recovered.wal_files.clone();
+        wal_files.insert(recovered.next_wal_number);
         let memory = partitions.values().map(|p| p.memory()).sum();
+        let table_max_seq = state
+            .partitions
+            .values()
+            .flat_map(|p| {
+                p.levels
+                    .values()
+                    .flat_map(|l| l.values().map(|t| t.max_seq))
+            })
+            .max()
+            .unwrap_or(0);
+        let last_seq = recovered
+            .last_seq
+            .max(state.last_sequence)
+            .max(table_max_seq);
         let inner = Arc::new(Inner {
             fs,
             dir,
-            visible_seq: AtomicU64::new(recovered.last_seq),
+            visible_seq: AtomicU64::new(last_seq),
             partitions: RwLock::new(partitions),
-            catalog: Mutex::new(catalog),
+            ddl: Mutex::new(()),
+            flush_lock: Mutex::new(()),
+            next_file: AtomicU64::new(state.next_file_number),
+            manifest,
+            flush: Mutex::new(FlushQueue::default()),
+            flush_wake: Condvar::new(),
+            wal_files: Mutex::new(wal_files),
             commit: Mutex::new(CommitState {
                 queue: VecDeque::new(),
                 leader_active: false,
                 handoff: false,
-                next_seq: recovered.last_seq + 1,
+                next_seq: last_seq + 1,
                 unpublished: VecDeque::new(),
                 current_sync,
                 to_sync: Vec::new(),
@@ -185,9 +236,23 @@ impl Db {
         let committer = std::thread::Builder::new()
             .name("kalamdb-lsm-commit".into())
             .spawn(move || worker.committer_loop())?;
+        let worker = inner.clone();
+        let flusher = std::thread::Builder::new()
+            .name("kalamdb-lsm-flush".into())
+            .spawn(move || worker.flush_loop())?;
+        // Recovered memtables over the size limit are flushed right away.
+        let big: Vec<Arc<PartitionState>> = inner
+            .partitions_snapshot()
+            .into_iter()
+            .filter(|p| p.memory() >= inner.options.memtable_size && p.rotate())
+            .collect();
+        if !big.is_empty() {
+            inner.schedule_flush(big);
+        }
         Ok(Db {
             inner,
             committer: Some(committer),
+            flusher: Some(flusher),
         })
     }
 
@@ -211,14 +276,23 @@ impl Db {
     /// Creates a partition; `Ok` if it exists already. Durable on return.
     ///
     /// # Errors
-    /// I/O errors writing the catalogue.
+    /// I/O errors writing the manifest (or syncing the WAL first).
     pub fn create_partition(&self, name: &str) -> Result<()> {
-        let mut catalog = lock(&self.inner.catalog);
+        let _ddl = lock(&self.inner.ddl);
         if read(&self.inner.partitions).contains_key(name) {
             return Ok(());
         }
         self.sync_before_catalog_change()?;
-        let id = catalog.create(name)?;
+        let edit = self.inner.manifest.log_with(|s| {
+            VersionEdit::one(Change::CreatePartition {
+                id: s.next_partition_id,
+                name: name.to_string(),
+            })
+        })?;
+        let id = match edit.changes.first() {
+            Some(Change::CreatePartition { id, .. }) => *id,
+            _ => return Err(Error::Io(std::io::Error::other("manifest lost a create"))),
+        };
         write(&self.inner.partitions).insert(
             name.to_string(),
             Arc::new(PartitionState::new(id, name.to_string())),
@@ -227,17 +301,21 @@ impl Db {
     }
 
     /// Drops a partition and its data. Durable on return; iterators already
-    /// open keep their snapshot.
+    /// open keep their snapshot, and its files are deleted once none reads
+    /// them.
     ///
     /// # Errors
-    /// `PartitionNotFound`; I/O errors writing the catalogue.
+    /// `PartitionNotFound`; I/O errors writing the manifest.
     pub fn drop_partition(&self, name: &str) -> Result<()> {
-        let mut catalog = lock(&self.inner.catalog);
-        if !read(&self.inner.partitions).contains_key(name) {
-            return Err(Error::PartitionNotFound(name.to_string()));
-        }
+        let _ddl = lock(&self.inner.ddl);
+        let id = read(&self.inner.partitions)
+            .get(name)
+            .map(|p| p.id())
+            .ok_or_else(|| Error::PartitionNotFound(name.to_string()))?;
         self.sync_before_catalog_change()?;
-        catalog.drop_partition(name)?;
+        self.inner
+            .manifest
+            .log(&VersionEdit::one(Change::DropPartition { id }))?;
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
             let freed = p.memory();
@@ -247,6 +325,18 @@ impl Db {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
                     Some(m.saturating_sub(freed))
                 });
+        }
+        Ok(())
+    }
+
+    /// Flushes every partition's memtables to tables and waits for it.
+    ///
+    /// # Errors
+    /// The error of a failed flush.
+    pub fn flush(&self) -> Result<()> {
+        for p in self.inner.partitions_snapshot() {
+            p.rotate();
+            self.inner.flush_partition(&p)?;
         }
         Ok(())
     }
@@ -275,7 +365,8 @@ impl Db {
     /// # Errors
     /// `PartitionNotFound`.
     pub fn partition_size(&self, name: &str) -> Result<u64> {
-        Ok(self.partition(name)?.memory() as u64)
+        let p = self.partition(name)?;
+        Ok(p.memory() as u64 + p.table_bytes())
     }
 
     /// The newest visible value of `key`.
@@ -285,7 +376,7 @@ impl Db {
     pub fn get(&self, partition: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let p = self.partition(partition)?;
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        Ok(p.get(key, seq).flatten().map(|v| v.to_vec()))
+        Ok(p.get(key, seq)?.flatten().map(|v| v.to_vec()))
     }
 
     /// A streaming iterator over `[start, end)` of a partition as of now.
@@ -403,12 +494,79 @@ impl Db {
             wal_bytes_written: self.inner.stats.wal_bytes.load(Ordering::Relaxed),
             wal_syncs: self.inner.stats.wal_syncs.load(Ordering::Relaxed),
             visible_sequence: self.inner.visible_seq.load(Ordering::Acquire),
+            tables: partitions.values().map(|p| p.table_count()).sum(),
+            table_bytes: partitions.values().map(|p| p.table_bytes()).sum(),
+            flushes: self.inner.stats.flushes.load(Ordering::Relaxed),
+            flush_bytes_written: self.inner.stats.flush_bytes.load(Ordering::Relaxed),
         }
     }
 }
 
+impl Inner {
+    /// Every live partition, now.
+    pub(crate) fn partitions_snapshot(&self) -> Vec<Arc<PartitionState>> {
+        read(&self.partitions).values().cloned().collect()
+    }
+}
+
+/// Deletes what no manifest edit refers to: WAL files below the log number,
+/// table files not in the manifest, directories of dropped partitions, and
+/// part 1's `CATALOG`.
+fn remove_orphans(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    state: &crate::manifest::ManifestState,
+) -> Result<()> {
+    let mut changed = false;
+    for name in fs.read_dir(dir)? {
+        let path = dir.join(&name);
+        if let Some(n) = parse_wal_file_name(&name) {
+            if n < state.log_number {
+                fs.remove_file(&path)?;
+                changed = true;
+            }
+        } else if let Ok(id) = name.parse::<u64>() {
+            match state.partitions.get(&id) {
+                None => {
+                    fs.remove_dir_all(&path)?;
+                    changed = true;
+                }
+                Some(record) => {
+                    let mut inner_changed = false;
+                    for file in fs.read_dir(&path)? {
+                        let known = parse_table_file_name(&file)
+                            .is_some_and(|n| record.levels.values().any(|l| l.contains_key(&n)));
+                        if !known {
+                            fs.remove_file(&path.join(&file))?;
+                            inner_changed = true;
+                        }
+                    }
+                    if inner_changed {
+                        fs.sync_dir(&path)?;
+                    }
+                }
+            }
+        } else if name == "CATALOG" || name == "CATALOG.tmp" {
+            fs.remove_file(&path)?;
+            changed = true;
+        }
+    }
+    if changed {
+        fs.sync_dir(dir)?;
+    }
+    let _ = wal_file_name;
+    Ok(())
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
+        // The flusher first: a flush in progress syncs the WAL through the
+        // committer, which must still be running.
+        lock(&self.inner.flush).shutdown = true;
+        self.inner.flush_wake.notify_all();
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
         lock(&self.inner.commit).shutdown = true;
         self.inner.committer_wake.notify_all();
         if let Some(t) = self.committer.take() {

@@ -8,20 +8,21 @@
 //! the [`fs`] seam with a crash-simulating test file system, one WAL shared by
 //! all partitions ([`wal`], format in `docs/format/wal.md`), group commit with
 //! durability levels ([`commit`]), per-partition memtables on a lock-free skip
-//! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]), a
-//! durable partition catalogue ([`catalog`]) and recovery ([`recovery`]);
-//! the SSTable format ([`sst`], `docs/format/sstable.md`). Flushes, the
-//! manifest and compaction come next.
+//! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]),
+//! SSTables ([`sst`], `docs/format/sstable.md`), flushes of memtables to
+//! level-0 tables ([`flush`]), the manifest ([`manifest`],
+//! `docs/format/manifest.md`) and recovery ([`recovery`]). Compaction, the
+//! block and table caches and the write-buffer budget come next.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 
 pub mod batch;
-pub mod catalog;
 pub mod coding;
 pub mod commit;
 pub mod completion;
 pub mod db;
 pub mod error;
+pub mod flush;
 pub mod fs;
 pub mod manifest;
 pub mod memtable;
@@ -30,6 +31,7 @@ pub mod options;
 pub mod partition;
 pub mod recovery;
 pub mod sst;
+pub mod table_file;
 pub mod wal;
 
 pub use completion::Completion;

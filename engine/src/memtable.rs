@@ -163,6 +163,8 @@ pub struct Memtable {
     map: SkipMap<InternalKey, Value>,
     size: AtomicUsize,
     max_seq: AtomicU64,
+    /// Number of the oldest WAL file that may hold this table's entries.
+    wal: u64,
 }
 
 impl Default for Memtable {
@@ -175,11 +177,24 @@ impl Memtable {
     /// An empty memtable.
     #[must_use]
     pub fn new() -> Self {
+        Self::for_wal(0)
+    }
+
+    /// An empty memtable whose entries live in WAL files numbered `wal` and
+    /// later (the WAL may be deleted only once the table is flushed).
+    #[must_use]
+    pub fn for_wal(wal: u64) -> Self {
         Memtable {
             map: SkipMap::new(),
             size: AtomicUsize::new(0),
             max_seq: AtomicU64::new(0),
+            wal,
         }
+    }
+
+    /// Number of the oldest WAL file that may hold this table's entries.
+    pub fn wal(&self) -> u64 {
+        self.wal
     }
 
     /// Records version `seq` of `key`: `Some(value)` is a put, `None` a

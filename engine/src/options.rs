@@ -14,15 +14,22 @@ pub struct Options {
     /// power loss. `true`: every write returns only after `fdatasync` — it
     /// survives power loss. Per-write options override it.
     pub sync_writes: bool,
-    /// Size at which a partition's memtable becomes immutable (default 32 MiB).
+    /// Size at which a partition's memtable becomes immutable and is flushed
+    /// to a level-0 table (default 32 MiB).
     pub memtable_size: usize,
-    /// Budget for all memtables together (default 256 MiB). Tracked now;
-    /// enforced by flushing once SSTables exist.
+    /// Budget for all memtables together (default 256 MiB). Tracked in
+    /// stats; not enforced yet (each memtable flushes at `memtable_size`).
     pub write_buffer_size: usize,
     /// Size at which the WAL moves to a new file (default 64 MiB).
     pub wal_file_size: u64,
     /// Most bytes of write batches one group commit takes (default 4 MiB).
     pub max_group_bytes: usize,
+    /// Target size of an SSTable data block (default 4 KiB).
+    pub block_size: usize,
+    /// Bloom filter bits per key in SSTables (default 10; 0 disables).
+    pub bloom_bits_per_key: u32,
+    /// Size at which the manifest is rewritten as a snapshot (default 4 MiB).
+    pub manifest_rollover_size: u64,
 }
 
 impl Default for Options {
@@ -34,6 +41,9 @@ impl Default for Options {
             write_buffer_size: 256 << 20,
             wal_file_size: 64 << 20,
             max_group_bytes: 4 << 20,
+            block_size: 4096,
+            bloom_bits_per_key: 10,
+            manifest_rollover_size: 4 << 20,
         }
     }
 }

@@ -1,22 +1,35 @@
-//! In-memory state of one partition: its memtables.
+//! In-memory state of one partition: its memtables and its tables.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use bytes::Bytes;
+
+use crate::error::Result;
 use crate::memtable::{Memtable, SeqNo, Value};
 use crate::merge::Source;
+use crate::table_file::TableFile;
 
-/// One partition: an id (never reused), its name, and its memtables.
+/// One partition: an id (never reused), its name, its memtables and tables.
 ///
-/// A partition with no data has no memtable: the active memtable is created
-/// by the first write. Thread-safety: `Send + Sync`; inserts come from the
-/// single group-commit leader, reads from any thread.
+/// A partition with no data has no memtable, no table and no directory: the
+/// active memtable is created by the first write, the directory by the first
+/// flush. Thread-safety: `Send + Sync`; inserts come from the single
+/// group-commit leader (or recovery), reads from any thread, flushes from the
+/// flush thread.
+///
+/// Invariant: for each key, a newer memtable or table only holds newer
+/// versions than an older one (inserts follow sequence order per partition;
+/// recovery inserts each key's versions oldest first), so a read may stop at
+/// the first memtable or table that knows the key.
 #[derive(Debug)]
 pub struct PartitionState {
     id: u64,
     name: String,
     tables: RwLock<Tables>,
     dropped: AtomicBool,
+    /// Entries up to this sequence number are in tables.
+    flushed_seq: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -24,10 +37,23 @@ struct Tables {
     active: Option<Arc<Memtable>>,
     /// Full memtables, oldest first.
     immutables: Vec<Arc<Memtable>>,
+    /// Level-0 tables, newest first.
+    level0: Vec<Arc<TableFile>>,
 }
 
-/// The memtables of a partition at one moment, newest first.
-pub type TableSet = Vec<Arc<Memtable>>;
+/// A partition's readable state at one moment, newest first.
+pub struct ReadSet {
+    memtables: Vec<Arc<Memtable>>,
+    tables: Vec<Arc<TableFile>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 impl PartitionState {
     /// A partition with no data.
@@ -37,6 +63,7 @@ impl PartitionState {
             name,
             tables: RwLock::new(Tables::default()),
             dropped: AtomicBool::new(false),
+            flushed_seq: AtomicU64::new(0),
         }
     }
 
@@ -50,9 +77,13 @@ impl PartitionState {
         &self.name
     }
 
-    /// Marks the partition dropped (writes still in flight land nowhere visible).
+    /// Marks the partition dropped: its tables are deleted once no iterator
+    /// holds them, and a flush in progress installs nothing.
     pub fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
+        for t in &read(&self.tables).level0 {
+            t.mark_obsolete();
+        }
     }
 
     /// Whether the partition was dropped.
@@ -60,50 +91,71 @@ impl PartitionState {
         self.dropped.load(Ordering::Acquire)
     }
 
-    /// Inserts one version; returns the growth of the memtable in bytes.
-    /// Rotates the active memtable to immutable first if it has reached
-    /// `memtable_size`.
+    /// Entries up to this sequence number are in tables.
+    pub fn flushed_seq(&self) -> SeqNo {
+        self.flushed_seq.load(Ordering::Acquire)
+    }
+
+    /// Sets the flushed point (at open).
+    pub fn set_flushed_seq(&self, seq: SeqNo) {
+        self.flushed_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Adds a table found in the manifest at open (newest last in calls).
+    pub fn push_table(&self, table: Arc<TableFile>) {
+        write(&self.tables).level0.insert(0, table);
+    }
+
+    /// Inserts one version (copying the bytes); see [`insert_shared`](Self::insert_shared).
     pub fn insert(
         &self,
         key: &[u8],
         seq: SeqNo,
         value: Option<&[u8]>,
         memtable_size: usize,
-    ) -> usize {
+        wal: u64,
+    ) -> (usize, bool) {
         self.insert_shared(
-            bytes::Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(key),
             seq,
-            value.map(bytes::Bytes::copy_from_slice),
+            value.map(Bytes::copy_from_slice),
             memtable_size,
+            wal,
         )
     }
 
-    /// As [`insert`](Self::insert) with shared buffers (no copy).
+    /// Inserts one version; returns the growth of the memtables in bytes and
+    /// whether the active memtable was rotated to immutable first (it had
+    /// reached `memtable_size`). A new memtable records `wal`, the WAL file
+    /// the entry was written to.
     pub fn insert_shared(
         &self,
-        key: bytes::Bytes,
+        key: Bytes,
         seq: SeqNo,
-        value: Option<bytes::Bytes>,
+        value: Option<Bytes>,
         memtable_size: usize,
-    ) -> usize {
+        wal: u64,
+    ) -> (usize, bool) {
         let active = {
-            let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+            let tables = read(&self.tables);
             match &tables.active {
                 Some(a) if a.approximate_size() < memtable_size => Some(a.clone()),
                 _ => None,
             }
         };
+        let mut rotated = false;
         let active = match active {
             Some(a) => a,
             None => {
-                let mut tables = self.tables.write().unwrap_or_else(PoisonError::into_inner);
+                let mut tables = write(&self.tables);
                 match &tables.active {
                     Some(a) if a.approximate_size() < memtable_size => a.clone(),
                     _ => {
                         if let Some(full) = tables.active.take() {
                             tables.immutables.push(full);
+                            rotated = true;
                         }
-                        let fresh = Arc::new(Memtable::new());
+                        let fresh = Arc::new(Memtable::for_wal(wal));
                         tables.active = Some(fresh.clone());
                         fresh
                     }
@@ -112,46 +164,105 @@ impl PartitionState {
         };
         let before = active.approximate_size();
         active.insert_shared(key, seq, value);
-        active.approximate_size().saturating_sub(before)
+        (active.approximate_size().saturating_sub(before), rotated)
     }
 
-    /// The newest version of `key` visible at `snapshot`: `Some(Some(v))` a
-    /// value, `Some(None)` deleted, `None` unknown to every memtable.
-    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Option<bytes::Bytes>> {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
-        let newest_first = tables.active.iter().chain(tables.immutables.iter().rev());
-        for table in newest_first {
-            match table.get(key, snapshot) {
-                Some(Value::Put(v)) => return Some(Some(v)),
-                Some(Value::Delete) => return Some(None),
-                None => {}
+    /// Makes the active memtable immutable (to flush it); `false` if there
+    /// is none or it is empty.
+    pub fn rotate(&self) -> bool {
+        let mut tables = write(&self.tables);
+        match tables.active.take() {
+            Some(a) if !a.is_empty() => {
+                tables.immutables.push(a);
+                true
+            }
+            other => {
+                tables.active = other;
+                false
             }
         }
-        None
     }
 
-    /// The memtables now, newest first (pinned by the returned `Arc`s).
-    pub fn tables(&self) -> TableSet {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+    /// The oldest immutable memtable, the next to flush.
+    pub fn oldest_immutable(&self) -> Option<Arc<Memtable>> {
+        read(&self.tables).immutables.first().cloned()
+    }
+
+    /// Replaces a flushed memtable by its table, atomically for readers.
+    pub fn install_flushed(&self, memtable: &Arc<Memtable>, table: Arc<TableFile>) {
+        let mut tables = write(&self.tables);
+        tables.level0.insert(0, table);
+        tables.immutables.retain(|m| !Arc::ptr_eq(m, memtable));
+    }
+
+    /// The oldest WAL file holding entries of a memtable of this partition.
+    pub fn min_wal(&self) -> Option<u64> {
+        let tables = read(&self.tables);
         tables
             .active
             .iter()
-            .chain(tables.immutables.iter().rev())
-            .cloned()
-            .collect()
+            .chain(tables.immutables.iter())
+            .filter(|m| !m.is_empty())
+            .map(|m| m.wal())
+            .min()
     }
 
-    /// Iterator sources over the memtables from `start`, newest first.
+    /// What a read sees now: memtables and tables, newest first.
+    pub fn read_set(&self) -> ReadSet {
+        let tables = read(&self.tables);
+        ReadSet {
+            memtables: tables
+                .active
+                .iter()
+                .chain(tables.immutables.iter().rev())
+                .cloned()
+                .collect(),
+            tables: tables.level0.clone(),
+        }
+    }
+
+    /// The newest version of `key` visible at `snapshot`: `Some(Some(v))` a
+    /// value, `Some(None)` deleted, `None` unknown.
+    ///
+    /// # Errors
+    /// I/O or corruption reading a table.
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Option<Bytes>>> {
+        let set = self.read_set();
+        for m in &set.memtables {
+            match m.get(key, snapshot) {
+                Some(Value::Put(v)) => return Ok(Some(Some(v))),
+                Some(Value::Delete) => return Ok(Some(None)),
+                None => {}
+            }
+        }
+        for t in &set.tables {
+            match t.get(key, snapshot)? {
+                Some(Value::Put(v)) => return Ok(Some(Some(v))),
+                Some(Value::Delete) => return Ok(Some(None)),
+                None => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Iterator sources from `start`, newest first (pinned: they hold the
+    /// memtables and table files they read).
     pub fn sources(&self, start: Option<&[u8]>) -> Vec<Box<dyn Source>> {
-        self.tables()
-            .iter()
-            .map(|t| Box::new(t.iter(start)) as Box<dyn Source>)
-            .collect()
+        let set = self.read_set();
+        let mut out: Vec<Box<dyn Source>> =
+            Vec::with_capacity(set.memtables.len() + set.tables.len());
+        for m in &set.memtables {
+            out.push(Box::new(m.iter(start)));
+        }
+        for t in &set.tables {
+            out.push(Box::new(t.source(start)));
+        }
+        out
     }
 
     /// Approximate bytes held in memtables.
     pub fn memory(&self) -> usize {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        let tables = read(&self.tables);
         tables
             .active
             .iter()
@@ -160,9 +271,24 @@ impl PartitionState {
             .sum()
     }
 
+    /// Bytes of the partition's table files.
+    pub fn table_bytes(&self) -> u64 {
+        read(&self.tables).level0.iter().map(|t| t.size()).sum()
+    }
+
+    /// Number of table files.
+    pub fn table_count(&self) -> usize {
+        read(&self.tables).level0.len()
+    }
+
     /// Number of memtables (active + immutable).
     pub fn memtable_count(&self) -> usize {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        let tables = read(&self.tables);
         usize::from(tables.active.is_some()) + tables.immutables.len()
+    }
+
+    /// Number of immutable memtables waiting for a flush.
+    pub fn immutable_count(&self) -> usize {
+        read(&self.tables).immutables.len()
     }
 }

@@ -30,7 +30,7 @@ use crate::wal::reader::{read_log, LogEnd};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
 /// What replay found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Highest sequence number replayed (0 if none).
     pub last_seq: SeqNo,
@@ -38,6 +38,8 @@ pub struct Recovered {
     pub next_wal_number: u64,
     /// Records replayed.
     pub records: u64,
+    /// Numbers of the WAL files kept.
+    pub wal_files: std::collections::BTreeSet<u64>,
 }
 
 /// One operation found in the WAL; key and value are ranges of the arena
@@ -78,15 +80,16 @@ pub fn replay(
     fs: &Arc<dyn Fs>,
     dir: &Path,
     partitions: &HashMap<String, Arc<PartitionState>>,
-    memtable_size: usize,
+    log_number: u64,
 ) -> Result<Recovered> {
     let mut numbers: Vec<u64> = fs
         .read_dir(dir)?
         .iter()
         .filter_map(|name| parse_wal_file_name(name))
+        .filter(|n| *n >= log_number)
         .collect();
     numbers.sort_unstable();
-    let next_wal_number = numbers.last().map_or(1, |n| n + 1);
+    let next_wal_number = numbers.last().map_or(log_number.max(1), |n| n + 1);
 
     // Pass 1: read and validate every file; cut a torn tail and drop the
     // files after it.
@@ -137,7 +140,10 @@ pub fn replay(
     for (path, data) in &files {
         read_log(data, |_, payload| {
             decode_batch(payload, |op| {
-                if by_id.contains_key(&op.partition) {
+                let live = by_id
+                    .get(&op.partition)
+                    .is_some_and(|p| op.seq > p.flushed_seq());
+                if live {
                     let key = arena.len()..arena.len() + op.key.len();
                     arena.extend_from_slice(op.key);
                     let value = op.value.map(|v| {
@@ -161,6 +167,8 @@ pub fn replay(
         })
         .map_err(|c| corruption(path, c.offset, c.reason))?;
     }
+    let kept: std::collections::BTreeSet<u64> = numbers.iter().copied().take(files.len()).collect();
+    let first_wal = kept.first().copied().unwrap_or(next_wal_number);
     drop(files);
     let arena = bytes::Bytes::from(arena);
     ops.sort_unstable_by(|a, b| {
@@ -196,11 +204,20 @@ pub fn replay(
         runs.push(run);
         rest = tail;
     }
+    // One memtable per partition, however large: a flushed memtable must
+    // cover a contiguous range of its partition's sequence numbers, which
+    // rotating in key order would break. Oversized ones are flushed at open.
     let insert = |run: &[Replayed]| {
         for op in run {
             if let Some(p) = by_id.get(&op.partition) {
                 let value = op.value.clone().map(|r| arena.slice(r));
-                p.insert_shared(arena.slice(op.key.clone()), op.seq, value, memtable_size);
+                p.insert_shared(
+                    arena.slice(op.key.clone()),
+                    op.seq,
+                    value,
+                    usize::MAX,
+                    first_wal,
+                );
             }
         }
     };
@@ -218,5 +235,6 @@ pub fn replay(
         last_seq,
         next_wal_number,
         records,
+        wal_files: kept,
     })
 }

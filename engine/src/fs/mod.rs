@@ -22,7 +22,7 @@
 //!
 //! [`write_file_atomic`] is the named helper for "replace a small file
 //! durably" (write temp, fsync, rename, fsync directory).
-#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![deny(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Debug;
 use std::io;

@@ -63,6 +63,9 @@ struct Writer {
     failed: Option<String>,
 }
 
+/// A fresh manifest file: writer, its length, and a sync handle.
+type Rolled = (Box<dyn WritableFile>, u64, Box<dyn WritableFile>);
+
 struct Syncer {
     handle: Box<dyn WritableFile>,
     /// Every byte appended up to this position is durable.
@@ -290,7 +293,7 @@ impl Manifest {
         }
         let mut s = lock(&self.syncer);
         let number = w.number + 1;
-        let rolled = (|| -> Result<(Box<dyn WritableFile>, u64, Box<dyn WritableFile>)> {
+        let rolled = (|| -> Result<Rolled> {
             let (file, len) = write_snapshot(&self.fs, &self.dir, number, &w.state)?;
             set_current(&self.fs, &self.dir, number)?;
             let handle = self

@@ -1,0 +1,128 @@
+//! An SSTable file of a partition: the open [`Table`] plus what it takes to
+//! delete the file once nothing uses it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::fs::Fs;
+use crate::merge::{Entry, Source};
+use crate::sst::{Table, TableIter};
+
+/// File name of table `number`: `000042.sst`, inside the partition's
+/// directory (named by the partition id).
+pub fn table_file_name(number: u64) -> String {
+    format!("{number:06}.sst")
+}
+
+/// The number of a table file name, if it is one.
+pub fn parse_table_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".sst")?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// An open table file, shared by the partition's level lists and by
+/// iterators. When marked obsolete (compacted away, or its partition
+/// dropped), the file is deleted as the last holder lets go: an iterator that
+/// still reads it keeps it alive.
+#[derive(Debug)]
+pub struct TableFile {
+    table: Arc<Table>,
+    number: u64,
+    path: PathBuf,
+    fs: Arc<dyn Fs>,
+    obsolete: AtomicBool,
+}
+
+impl TableFile {
+    /// Wraps an open table.
+    pub fn new(table: Table, number: u64, path: PathBuf, fs: Arc<dyn Fs>) -> Self {
+        TableFile {
+            table: Arc::new(table),
+            number,
+            path,
+            fs,
+            obsolete: AtomicBool::new(false),
+        }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
+    /// The file number.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file in bytes.
+    pub fn size(&self) -> u64 {
+        self.table.file_size()
+    }
+
+    /// Deletes the file once the last holder drops it.
+    pub fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+
+    /// An iterator source from `start`, keeping the file alive.
+    pub fn source(self: &Arc<Self>, start: Option<&[u8]>) -> TableSource {
+        TableSource {
+            iter: self.table.iter(start),
+            _file: self.clone(),
+        }
+    }
+
+    /// The newest version of `key` visible at `snapshot`.
+    ///
+    /// # Errors
+    /// I/O or corruption reading the table.
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<crate::memtable::Value>> {
+        self.table.get(key, snapshot)
+    }
+}
+
+impl Drop for TableFile {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // Failing to delete leaves an orphan that the next open removes.
+            let _ = self.fs.remove_file(&self.path);
+        }
+    }
+}
+
+/// A [`TableIter`] that keeps its [`TableFile`] (and so the file) alive.
+pub struct TableSource {
+    iter: TableIter,
+    _file: Arc<TableFile>,
+}
+
+impl Source for TableSource {
+    fn next_entry(&mut self) -> Option<Result<Entry>> {
+        self.iter.next_entry()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        assert_eq!(table_file_name(7), "000007.sst");
+        assert_eq!(parse_table_file_name("000007.sst"), Some(7));
+        for bad in ["7.ss", ".sst", "a.sst", "000007.sst.tmp"] {
+            assert_eq!(parse_table_file_name(bad), None);
+        }
+    }
+}
