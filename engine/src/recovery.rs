@@ -55,15 +55,6 @@ struct Replayed {
     value: Option<std::ops::Range<usize>>,
 }
 
-fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
-    let file = fs.open_read(path)?;
-    let len = usize::try_from(file.len()?)
-        .map_err(|_| Error::Io(std::io::Error::other("WAL too large")))?;
-    let mut data = vec![0; len];
-    file.read_exact_at(&mut data, 0)?;
-    Ok(data)
-}
-
 fn corruption(path: &Path, offset: u64, reason: String) -> Error {
     Error::Corruption {
         file: path.to_path_buf(),
@@ -98,7 +89,7 @@ pub fn replay(
     let mut records = 0u64;
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
-        let mut data = read_whole(fs.as_ref(), &path)?;
+        let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
         let end = read_log(&data, |_, payload| {
             decode_batch(payload, |op| {
                 if last_seq != 0 && op.seq <= last_seq {

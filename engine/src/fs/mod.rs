@@ -180,6 +180,16 @@ pub fn write_file_atomic(fs: &dyn Fs, path: &Path, data: &[u8]) -> io::Result<()
     fs.sync_dir(parent_dir(path))
 }
 
+/// Reads a whole file into memory (WAL replay, manifest, `CURRENT`).
+pub fn read_file(fs: &dyn Fs, path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs.open_read(path)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::other(format!("{} is too large to read", path.display())))?;
+    let mut data = vec![0; len];
+    file.read_exact_at(&mut data, 0)?;
+    Ok(data)
+}
+
 /// `path` with `.tmp` appended to its file name.
 fn tmp_path(path: &Path) -> io::Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| {

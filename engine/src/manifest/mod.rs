@@ -101,15 +101,6 @@ fn corruption(file: &Path, offset: u64, reason: String) -> Error {
     }
 }
 
-fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
-    let file = fs.open_read(path)?;
-    let len = usize::try_from(file.len()?)
-        .map_err(|_| Error::Io(std::io::Error::other("manifest too large")))?;
-    let mut data = vec![0; len];
-    file.read_exact_at(&mut data, 0)?;
-    Ok(data)
-}
-
 /// Writes manifest `number` holding one snapshot of `state`, synced, with
 /// its directory entry synced. Returns the open file and its length.
 fn write_snapshot(
@@ -151,7 +142,7 @@ impl Manifest {
         let mut state = ManifestState::default();
         let mut old_number = None;
         if fs.exists(&current_path)? {
-            let text = read_whole(fs.as_ref(), &current_path)?;
+            let text = crate::fs::read_file(fs.as_ref(), &current_path)?;
             let name = std::str::from_utf8(&text)
                 .ok()
                 .and_then(|t| t.strip_suffix('\n'))
@@ -161,7 +152,7 @@ impl Manifest {
                 })?;
             let number = parse_manifest_file_name(name).unwrap_or_default();
             let path = dir.join(name);
-            let data = read_whole(fs.as_ref(), &path)?;
+            let data = crate::fs::read_file(fs.as_ref(), &path)?;
             read_log(&data, |_, payload| {
                 let edit = VersionEdit::decode(payload)?;
                 state.apply(&edit)
