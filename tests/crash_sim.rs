@@ -24,7 +24,10 @@ use kalamdb_store::{
 };
 
 /// Seeds that once failed, replayed first.
-const REGRESSION_SEEDS: &[u64] = &[];
+/// 3250: a rotated WAL lost its unsynced tail at a record boundary while the
+/// next WAL kept a later (failed) sync write: a hole, fixed by the
+/// previous-WAL record that starts every rotated WAL file.
+const REGRESSION_SEEDS: &[u64] = &[3250];
 
 const NAMES: [&str; 3] = ["a", "b", "default"];
 

@@ -16,8 +16,39 @@
 
 use crate::coding::{put_varint, Reader};
 
-/// Tag of a write-batch record (the only record type of the WAL so far).
+/// Tag of a write-batch record.
 pub const TAG_WRITE_BATCH: u8 = 1;
+/// Tag of the first record of a WAL file started by rotation: the previous
+/// file's number and length (`u64` LE each). Recovery checks that the
+/// previous file still has that many bytes; if its unsynced tail was lost,
+/// everything from this file on is discarded (nothing in it was acknowledged
+/// as durable), keeping the recovered state a prefix of history.
+pub const TAG_PREVIOUS_WAL: u8 = 2;
+
+/// Encodes a [`TAG_PREVIOUS_WAL`] record payload.
+pub fn encode_previous_wal(number: u64, len: u64) -> Vec<u8> {
+    let mut out = vec![TAG_PREVIOUS_WAL];
+    out.extend_from_slice(&number.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Decodes a [`TAG_PREVIOUS_WAL`] payload; `None` for any other record.
+///
+/// # Errors
+/// A malformed record with that tag.
+pub fn decode_previous_wal(payload: &[u8]) -> Result<Option<(u64, u64)>, String> {
+    if payload.first() != Some(&TAG_PREVIOUS_WAL) {
+        return Ok(None);
+    }
+    let mut r = Reader::new(&payload[1..]);
+    let number = r.u64_le("previous WAL number")?;
+    let len = r.u64_le("previous WAL length")?;
+    if !r.is_empty() {
+        return Err("trailing bytes after the previous-WAL record".into());
+    }
+    Ok(Some((number, len)))
+}
 
 /// Kind of one operation (explicit discriminants: they are on disk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,6 +84,10 @@ impl<'a> Reader<'a> {
                     self.pos
                 ));
             }
+            // Only the shortest encoding is valid: one value, one byte string.
+            if i > 0 && b == 0 {
+                return Err(format!("{what}: overlong varint at offset {}", self.pos));
+            }
             v |= bits << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(v);
@@ -133,6 +137,15 @@ mod tests {
             assert_eq!(r.varint("v").unwrap(), v);
             assert!(r.is_empty());
         }
+    }
+
+    /// Found by the manifest_edit fuzz target: `80 00` decoded as 0.
+    #[test]
+    fn overlong_varints_are_errors() {
+        assert!(Reader::new(&[0x80, 0x00]).varint("v").is_err());
+        assert!(Reader::new(&[0xff, 0x80, 0x00]).varint("v").is_err());
+        assert_eq!(Reader::new(&[0x00]).varint("v").unwrap(), 0);
+        assert_eq!(Reader::new(&[0x80, 0x01]).varint("v").unwrap(), 128);
     }
 
     #[test]

@@ -254,7 +254,11 @@ impl Inner {
     /// any later sync write is acknowledged.
     fn rotate(&self, wal: &mut WalWriter) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
-        let fresh = WalWriter::create(&self.fs, &self.dir, number)?;
+        let mut fresh = WalWriter::create(&self.fs, &self.dir, number)?;
+        // The new file starts by naming the old one's length, so recovery can
+        // tell if the old file lost its unsynced tail (see batch::TAG_PREVIOUS_WAL).
+        let header = crate::batch::encode_previous_wal(wal.number(), wal.len());
+        fresh.append([header.as_slice()])?;
         let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
         lock(&self.wal_files).insert(number);
         let mut st = lock(&self.commit);

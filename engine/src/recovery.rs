@@ -90,7 +90,15 @@ pub fn replay(
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
         let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
-        let end = read_log(&data, |_, payload| {
+        let mut previous_len: Option<(u64, u64)> = None;
+        let end = read_log(&data, |offset, payload| {
+            if let Some(prev) = crate::batch::decode_previous_wal(payload)? {
+                if offset != 0 {
+                    return Err("previous-WAL record not at the start of the file".into());
+                }
+                previous_len = Some(prev);
+                return Ok(());
+            }
             decode_batch(payload, |op| {
                 if last_seq != 0 && op.seq <= last_seq {
                     return Err(format!("sequence number {} after {last_seq}", op.seq));
@@ -102,6 +110,21 @@ pub fn replay(
             Ok(())
         })
         .map_err(|c| corruption(&path, c.offset, c.reason))?;
+        // The previous file lost bytes that existed when this one started:
+        // its unsynced tail is gone, so nothing from here on may be replayed.
+        if let (Some((prev_number, prev_len)), Some((prev_path, prev_data))) =
+            (previous_len, files.last())
+        {
+            let prev_is_that_file = i > 0 && numbers[i - 1] == prev_number;
+            if prev_is_that_file && (prev_data.len() as u64) < prev_len {
+                let _ = prev_path;
+                for n in &numbers[i..] {
+                    fs.remove_file(&dir.join(wal_file_name(*n)))?;
+                }
+                fs.sync_dir(dir)?;
+                break;
+            }
+        }
         if let LogEnd::TornTail { offset } = end {
             fs.truncate(&path, offset)?;
             data.truncate(usize::try_from(offset).unwrap_or(data.len()));
@@ -130,6 +153,9 @@ pub fn replay(
     let mut arena: Vec<u8> = Vec::with_capacity(files.iter().map(|(_, d)| d.len()).sum());
     for (path, data) in &files {
         read_log(data, |_, payload| {
+            if crate::batch::decode_previous_wal(payload)?.is_some() {
+                return Ok(());
+            }
             decode_batch(payload, |op| {
                 let live = by_id
                     .get(&op.partition)
