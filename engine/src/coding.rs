@@ -1,6 +1,27 @@
 //! Little helpers for on-disk encodings: LEB128 varints and a bounds-checked
 //! reader that never panics on bad input.
 
+/// Added to rotated CRCs (LevelDB's constant): a CRC stored next to data
+/// that itself holds CRCs does not look valid by chance.
+pub const CRC_MASK_DELTA: u32 = 0xa282_ead8;
+
+/// Masks a CRC-32 for storage: rotate right by 15 bits, add
+/// [`CRC_MASK_DELTA`] (wrapping). Used by the WAL framing and SSTables.
+#[must_use]
+pub fn mask_crc(crc: u32) -> u32 {
+    crc.rotate_right(15).wrapping_add(CRC_MASK_DELTA)
+}
+
+/// The masked CRC-32 (IEEE, crc32fast) of the concatenation of `parts`.
+#[must_use]
+pub fn masked_crc(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    mask_crc(h.finalize())
+}
+
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

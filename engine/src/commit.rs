@@ -29,6 +29,7 @@ use crate::completion::Completer;
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
+use crate::locks::lock;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
 use crate::wal::writer::WalWriter;
@@ -85,10 +86,6 @@ pub struct CommitState {
     pub(crate) next_wal_number: u64,
     pub(crate) poisoned: Option<String>,
     pub(crate) shutdown: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn poisoned_error(why: &str) -> Error {

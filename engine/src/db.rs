@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::batch::{encode_batch, BatchOp};
@@ -12,6 +12,7 @@ use crate::completion::{completion, Completion};
 use crate::error::{Error, Result};
 use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
+use crate::locks::{lock, read, write};
 use crate::manifest::{Change, Manifest, VersionEdit};
 use crate::memtable::SeqNo;
 use crate::merge::{MergeIter, SnapshotIter};
@@ -109,18 +110,6 @@ pub(crate) struct Inner {
     pub(crate) memory: AtomicUsize,
     pub(crate) stats: Counters,
     lock: Mutex<Option<Box<dyn FileLock>>>,
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One write of a batch, by partition name.

@@ -1,7 +1,7 @@
 //! The engine's error type.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors of the engine. `kalamdb-store` maps them onto its public `Error`
 /// (`Io` stays I/O; the others become `Error::Backend` with the prefixes
@@ -84,6 +84,15 @@ impl Error {
             Error::PartitionNotFound(s) => Error::PartitionNotFound(s.clone()),
             Error::Closed => Error::Closed,
         }
+    }
+}
+
+/// A corruption error naming the file and offset.
+pub(crate) fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> Error {
+    Error::Corruption {
+        file: file.to_path_buf(),
+        offset,
+        reason: reason.into(),
     }
 }
 

@@ -13,10 +13,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use crate::db::Inner;
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use crate::manifest::{Change, TableRecord, VersionEdit};
 use crate::memtable::Memtable;
 use crate::partition::PartitionState;
@@ -33,10 +34,6 @@ pub struct FlushQueue {
     pub(crate) done: u64,
     /// The last flush error, reported by `Db::flush`.
     pub(crate) last_error: Option<String>,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Inner {

@@ -24,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod flush;
 pub mod fs;
+mod locks;
 pub mod manifest;
 pub mod memtable;
 pub mod merge;

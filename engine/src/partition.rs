@@ -1,11 +1,12 @@
 //! In-memory state of one partition: its memtables and its tables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
 use crate::error::Result;
+use crate::locks::{read, write};
 use crate::memtable::{Memtable, SeqNo, Value};
 use crate::merge::Source;
 use crate::table_file::TableFile;
@@ -45,14 +46,6 @@ struct Tables {
 pub struct ReadSet {
     memtables: Vec<Arc<Memtable>>,
     tables: Vec<Arc<TableFile>>,
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl PartitionState {

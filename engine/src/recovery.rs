@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::decode_batch;
-use crate::error::{Error, Result};
+use crate::error::{corruption, Result};
 use crate::fs::Fs;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
@@ -53,14 +53,6 @@ struct Replayed {
     seq: SeqNo,
     key: std::ops::Range<usize>,
     value: Option<std::ops::Range<usize>>,
-}
-
-fn corruption(path: &Path, offset: u64, reason: String) -> Error {
-    Error::Corruption {
-        file: path.to_path_buf(),
-        offset,
-        reason,
-    }
 }
 
 /// Replays every WAL file in `dir` into the partitions' memtables.

@@ -24,13 +24,14 @@ pub mod edit;
 pub mod state;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 pub use edit::{Change, TableRecord, VersionEdit};
 pub use state::{ManifestState, PartitionRecord};
 
-use crate::error::{Error, Result};
+use crate::error::{corruption, Error, Result};
 use crate::fs::{write_file_atomic, Fs, WritableFile};
+use crate::locks::lock;
 use crate::wal::format::{encode_record, BLOCK_SIZE};
 use crate::wal::reader::read_log;
 
@@ -89,18 +90,6 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn corruption(file: &Path, offset: u64, reason: String) -> Error {
-    Error::Corruption {
-        file: file.to_path_buf(),
-        offset,
-        reason,
-    }
-}
-
 /// Writes manifest `number` holding one snapshot of `state`, synced, with
 /// its directory entry synced. Returns the open file and its length.
 fn write_snapshot(
@@ -147,9 +136,7 @@ impl Manifest {
                 .ok()
                 .and_then(|t| t.strip_suffix('\n'))
                 .filter(|n| parse_manifest_file_name(n).is_some())
-                .ok_or_else(|| {
-                    corruption(&current_path, 0, "CURRENT does not name a manifest".into())
-                })?;
+                .ok_or_else(|| corruption(&current_path, 0, "CURRENT does not name a manifest"))?;
             let number = parse_manifest_file_name(name).unwrap_or_default();
             let path = dir.join(name);
             let data = crate::fs::read_file(fs.as_ref(), &path)?;

@@ -93,32 +93,6 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Mask added to rotated CRCs (the WAL's and LevelDB's constant): a CRC
-/// stored next to data that itself holds CRCs does not look valid by chance.
-const CRC_MASK_DELTA: u32 = 0xa282_ead8;
+pub use crate::coding::{mask_crc, masked_crc};
 
-/// Masks a CRC-32 for storage: rotate right by 15 bits, add
-/// `0xa282ead8` (wrapping).
-#[must_use]
-pub fn mask_crc(crc: u32) -> u32 {
-    crc.rotate_right(15).wrapping_add(CRC_MASK_DELTA)
-}
-
-/// The masked CRC-32 (IEEE, crc32fast) of the concatenation of `parts`.
-#[must_use]
-pub fn masked_crc(parts: &[&[u8]]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for p in parts {
-        h.update(p);
-    }
-    mask_crc(h.finalize())
-}
-
-/// Shorthand for a corruption error.
-pub(crate) fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> Error {
-    Error::Corruption {
-        file: file.to_path_buf(),
-        offset,
-        reason: reason.into(),
-    }
-}
+pub(crate) use crate::error::corruption;

@@ -34,8 +34,6 @@ pub const HEADER_LEN: usize = CRC_LEN + LEN_LEN + TYPE_LEN;
 const _: () = assert!(HEADER_LEN == 7);
 const _: () = assert!(BLOCK_SIZE - HEADER_LEN <= u16::MAX as usize);
 
-const MASK_DELTA: u32 = 0xa282_ead8;
-
 /// Fragment types (explicit discriminants: they are on disk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -72,11 +70,7 @@ impl TryFrom<u8> for FragmentType {
 
 /// Masked CRC of a fragment's type byte and payload.
 pub fn fragment_crc(kind: u8, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[kind]);
-    h.update(payload);
-    let crc = h.finalize();
-    crc.rotate_right(15).wrapping_add(MASK_DELTA)
+    crate::coding::masked_crc(&[&[kind], payload])
 }
 
 /// Appends the fragments of one record to `out`.
@@ -131,10 +125,7 @@ mod tests {
         assert_eq!(out, expected);
         assert_eq!(off, 9);
         // The CRC itself is pinned: CRC-32("\x01hi") masked.
-        assert_eq!(
-            crc,
-            0x67c9_8b76_u32.rotate_right(15).wrapping_add(MASK_DELTA)
-        );
+        assert_eq!(crc, crate::coding::mask_crc(0x67c9_8b76));
         assert_eq!(crc32fast::hash(b"\x01hi"), 0x67c9_8b76);
     }
 
