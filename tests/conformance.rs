@@ -8,13 +8,29 @@ mod lsm {
     kalamdb_store::conformance_tests!(kalamdb_store::testing::LsmHarness::new());
 }
 
-/// Small memtables and WAL files: data spreads over many immutable
-/// memtables and the WAL rotates often.
+/// Small memtables, WAL files, blocks and caches: data spreads over many
+/// tables of many blocks, the WAL rotates often, the block cache evicts and
+/// the table cache closes and reopens tables.
 mod lsm_tiny_memtables {
     kalamdb_store::conformance_tests!(kalamdb_store::testing::LsmHarness::with_options(
         kalamdb_store::LsmOptions {
             memtable_size: 64 * 1024,
             wal_file_size: 256 * 1024,
+            block_size: 256,
+            block_cache_size: 16 * 1024,
+            max_open_files: 2,
+            ..Default::default()
+        }
+    ));
+}
+
+/// Tables read through memory maps.
+mod lsm_mmap {
+    kalamdb_store::conformance_tests!(kalamdb_store::testing::LsmHarness::with_options(
+        kalamdb_store::LsmOptions {
+            memtable_size: 64 * 1024,
+            block_size: 1024,
+            mmap_reads: true,
             ..Default::default()
         }
     ));

@@ -23,10 +23,16 @@ fn config(default_cases: u32) -> ProptestConfig {
 }
 
 /// Small memtables and WAL files, so sequences rotate both often.
+/// Tiny memtables, blocks and caches: data reaches several level-0 tables
+/// of many blocks; the block cache evicts and the table cache closes and
+/// reopens tables.
 fn tiny() -> LsmOptions {
     LsmOptions {
         memtable_size: 512,
         wal_file_size: 2048,
+        block_size: 64,
+        block_cache_size: 2048,
+        max_open_files: 2,
         ..LsmOptions::default()
     }
 }
@@ -37,6 +43,18 @@ proptest! {
     #[test]
     fn lsm_matches_the_model(ops in ops(200)) {
         let outcome = run(compare(MemoryHarness::new(), LsmHarness::with_options(tiny()), &ops));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(250))]
+
+    /// Tables read through memory maps.
+    #[test]
+    fn lsm_with_mmap_reads_matches_the_model(ops in ops(200)) {
+        let options = LsmOptions { mmap_reads: true, ..tiny() };
+        let outcome = run(compare(MemoryHarness::new(), LsmHarness::with_options(options), &ops));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }

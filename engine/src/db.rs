@@ -7,8 +7,10 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::batch::{encode_batch, BatchOp};
+use crate::cache::{BlockCache, BlockCacheStats, TableCache, TableCacheStats};
 use crate::commit::{CommitState, Pending, ResolvedOp, SyncHandle};
 use crate::completion::{completion, Completion};
+use crate::error::corruption;
 use crate::error::{Error, Result};
 use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
@@ -19,7 +21,6 @@ use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::PartitionState;
 use crate::recovery;
-use crate::sst::Table;
 use crate::table_file::{parse_table_file_name, table_file_name, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 
@@ -86,6 +87,10 @@ pub struct Stats {
     pub flushes: u64,
     /// Bytes written by flushes since open.
     pub flush_bytes_written: u64,
+    /// The block cache.
+    pub block_cache: BlockCacheStats,
+    /// The table cache (open table files).
+    pub table_cache: TableCacheStats,
 }
 
 pub(crate) struct Inner {
@@ -108,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) committer_wake: Condvar,
     pub(crate) wal: Mutex<WalWriter>,
     pub(crate) memory: AtomicUsize,
+    /// Open tables; through it, the block cache.
+    pub(crate) tables: Arc<TableCache>,
     pub(crate) stats: Counters,
     lock: Mutex<Option<Box<dyn FileLock>>>,
 }
@@ -153,6 +160,13 @@ impl Db {
         })?;
         let manifest = Manifest::open(&fs, &dir, options.manifest_rollover_size)?;
         let state = manifest.state();
+        let block_cache = Arc::new(BlockCache::new(options.block_cache_size));
+        let table_cache = Arc::new(TableCache::new(
+            fs.clone(),
+            options.max_open_files,
+            block_cache,
+            options.mmap_reads,
+        ));
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
             let p = Arc::new(PartitionState::new(*id, record.name.clone()));
@@ -161,8 +175,37 @@ impl Db {
             for tables in record.levels.values() {
                 for t in tables.values() {
                     let path = dir.join(id.to_string()).join(table_file_name(t.file));
-                    let table = Table::open(fs.open_read(&path)?, path.clone(), t.size)?;
-                    p.push_table(Arc::new(TableFile::new(table, t.file, path, fs.clone())));
+                    // Tables open on first read; here only their presence
+                    // and size are checked.
+                    match fs.file_size(&path) {
+                        Ok(size) if size == t.size => {}
+                        Ok(size) => {
+                            return Err(corruption(
+                                &path,
+                                0,
+                                format!(
+                                    "table file has {size} bytes, the manifest says {}",
+                                    t.size
+                                ),
+                            ))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Err(corruption(
+                                &path,
+                                0,
+                                "table file listed in the manifest is missing",
+                            ))
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    p.push_table(Arc::new(TableFile::new(
+                        t.file,
+                        path,
+                        t.size,
+                        (t.smallest.clone().into(), t.largest.clone().into()),
+                        table_cache.clone(),
+                        fs.clone(),
+                    )));
                 }
             }
             partitions.insert(record.name.clone(), p);
@@ -217,6 +260,7 @@ impl Db {
             committer_wake: Condvar::new(),
             wal: Mutex::new(wal),
             memory: AtomicUsize::new(memory),
+            tables: table_cache,
             stats: Counters::default(),
             lock: Mutex::new(Some(file_lock)),
             options,
@@ -384,7 +428,7 @@ impl Db {
         // The sequence number first: every write at or below it is already
         // in a memtable that `sources` will see.
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        let merge = MergeIter::new(p.sources(start));
+        let merge = MergeIter::new(p.sources(start)?);
         Ok(SnapshotIter::new(
             merge,
             seq,
@@ -487,6 +531,8 @@ impl Db {
             table_bytes: partitions.values().map(|p| p.table_bytes()).sum(),
             flushes: self.inner.stats.flushes.load(Ordering::Relaxed),
             flush_bytes_written: self.inner.stats.flush_bytes.load(Ordering::Relaxed),
+            block_cache: self.inner.tables.block_cache().stats(),
+            table_cache: self.inner.tables.stats(),
         }
     }
 }

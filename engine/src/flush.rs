@@ -124,7 +124,22 @@ impl Inner {
             let _ = self.fs.remove_file(&path);
             return if p.is_dropped() { Ok(()) } else { Err(e) };
         }
-        let file = Arc::new(TableFile::new(table, number, path, self.fs.clone()));
+        // Copies: slices would keep the table's metadata buffer alive after
+        // the table cache closes it.
+        let keys = (
+            bytes::Bytes::copy_from_slice(&table.properties().smallest_key),
+            bytes::Bytes::copy_from_slice(&table.properties().largest_key),
+        );
+        let size = table.file_size();
+        self.tables.insert(number, Arc::new(table));
+        let file = Arc::new(TableFile::new(
+            number,
+            path,
+            size,
+            keys,
+            self.tables.clone(),
+            self.fs.clone(),
+        ));
         if p.is_dropped() {
             file.mark_obsolete();
         }
@@ -178,7 +193,9 @@ impl Inner {
             entries: props.entry_count,
             tombstones: props.tombstone_count,
         };
-        let table = Table::open(self.fs.open_read(path)?, path.to_path_buf(), meta.file_size)?;
+        let table = self
+            .tables
+            .open_uncached(record.file, path, meta.file_size)?;
         Ok((record, table))
     }
 

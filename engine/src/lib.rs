@@ -11,12 +11,13 @@
 //! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]),
 //! SSTables ([`sst`], `docs/format/sstable.md`), flushes of memtables to
 //! level-0 tables ([`flush`]), the manifest ([`manifest`],
-//! `docs/format/manifest.md`) and recovery ([`recovery`]). Compaction, the
-//! block and table caches and the write-buffer budget come next.
+//! `docs/format/manifest.md`), recovery ([`recovery`]) and the block and
+//! table caches ([`cache`]). Compaction comes next.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod cache;
 pub mod coding;
 pub mod commit;
 pub mod completion;

@@ -30,6 +30,22 @@ pub struct Options {
     pub bloom_bits_per_key: u32,
     /// Size at which the manifest is rewritten as a snapshot (default 4 MiB).
     pub manifest_rollover_size: u64,
+    /// Byte budget of the block cache (default 32 MiB): cached data blocks
+    /// plus the index and filter blocks of every open table, which stay
+    /// charged while the table is open. 0 caches no data block.
+    pub block_cache_size: usize,
+    /// Most table files kept open (default 1,000; at least 1): the least
+    /// recently used table is closed beyond it and reopened on demand.
+    /// Iterators keep their tables open beyond the bound; the WAL, manifest
+    /// and lock file take a few more descriptors.
+    pub max_open_files: usize,
+    /// Read table files through a memory map instead of `pread` + block
+    /// cache (default `false`). Data blocks then live in the OS page cache
+    /// (not charged to `block_cache_size`); CRCs are still checked on every
+    /// read. Safe only if nothing but this engine writes the directory's
+    /// files: a table file truncated by another process while mapped makes
+    /// reads fault (SIGBUS).
+    pub mmap_reads: bool,
 }
 
 impl Default for Options {
@@ -44,6 +60,9 @@ impl Default for Options {
             block_size: 4096,
             bloom_bits_per_key: 10,
             manifest_rollover_size: 4 << 20,
+            block_cache_size: 32 << 20,
+            max_open_files: 1000,
+            mmap_reads: false,
         }
     }
 }

@@ -240,7 +240,10 @@ impl PartitionState {
 
     /// Iterator sources from `start`, newest first (pinned: they hold the
     /// memtables and table files they read).
-    pub fn sources(&self, start: Option<&[u8]>) -> Vec<Box<dyn Source>> {
+    ///
+    /// # Errors
+    /// I/O or corruption opening a table.
+    pub fn sources(&self, start: Option<&[u8]>) -> Result<Vec<Box<dyn Source>>> {
         let set = self.read_set();
         let mut out: Vec<Box<dyn Source>> =
             Vec::with_capacity(set.memtables.len() + set.tables.len());
@@ -248,9 +251,9 @@ impl PartitionState {
             out.push(Box::new(m.iter(start)));
         }
         for t in &set.tables {
-            out.push(Box::new(t.source(start)));
+            out.push(Box::new(t.source(start)?));
         }
-        out
+        Ok(out)
     }
 
     /// Approximate bytes held in memtables.

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use crate::cache::TableCache;
 use crate::error::Result;
 use crate::fs::Fs;
 use crate::merge::{Entry, Source};
@@ -25,34 +28,53 @@ pub fn parse_table_file_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// An open table file, shared by the partition's level lists and by
-/// iterators. When marked obsolete (compacted away, or its partition
-/// dropped), the file is deleted as the last holder lets go: an iterator that
-/// still reads it keeps it alive.
+/// A table file of a partition, shared by the partition's level lists and
+/// by iterators. The table itself is opened on demand through the
+/// [`TableCache`] (at most `max_open_files` open). When marked obsolete
+/// (compacted away, or its partition dropped), the file is deleted as the
+/// last holder lets go: an iterator that still reads it keeps it alive.
 #[derive(Debug)]
 pub struct TableFile {
-    table: Arc<Table>,
     number: u64,
     path: PathBuf,
+    size: u64,
+    /// Smallest and largest user keys (from the manifest).
+    smallest: Bytes,
+    largest: Bytes,
+    cache: Arc<TableCache>,
     fs: Arc<dyn Fs>,
     obsolete: AtomicBool,
 }
 
 impl TableFile {
-    /// Wraps an open table.
-    pub fn new(table: Table, number: u64, path: PathBuf, fs: Arc<dyn Fs>) -> Self {
+    /// A table file of `size` bytes holding user keys
+    /// `smallest..=largest`; opened through `cache` when first read.
+    pub fn new(
+        number: u64,
+        path: PathBuf,
+        size: u64,
+        (smallest, largest): (Bytes, Bytes),
+        cache: Arc<TableCache>,
+        fs: Arc<dyn Fs>,
+    ) -> Self {
         TableFile {
-            table: Arc::new(table),
             number,
             path,
+            size,
+            smallest,
+            largest,
+            cache,
             fs,
             obsolete: AtomicBool::new(false),
         }
     }
 
-    /// The table.
-    pub fn table(&self) -> &Arc<Table> {
-        &self.table
+    /// The open table (from the table cache, opening it if needed).
+    ///
+    /// # Errors
+    /// I/O or corruption opening the table.
+    pub fn table(&self) -> Result<Arc<Table>> {
+        self.cache.get(self.number, &self.path, self.size)
     }
 
     /// The file number.
@@ -67,7 +89,7 @@ impl TableFile {
 
     /// Size of the file in bytes.
     pub fn size(&self) -> u64 {
-        self.table.file_size()
+        self.size
     }
 
     /// Deletes the file once the last holder drops it.
@@ -76,25 +98,33 @@ impl TableFile {
     }
 
     /// An iterator source from `start`, keeping the file alive.
-    pub fn source(self: &Arc<Self>, start: Option<&[u8]>) -> TableSource {
-        TableSource {
-            iter: self.table.iter(start),
+    ///
+    /// # Errors
+    /// I/O or corruption opening the table.
+    pub fn source(self: &Arc<Self>, start: Option<&[u8]>) -> Result<TableSource> {
+        Ok(TableSource {
+            iter: self.table()?.iter(start),
             _file: self.clone(),
-        }
+        })
     }
 
-    /// The newest version of `key` visible at `snapshot`.
+    /// The newest version of `key` visible at `snapshot`. A key outside the
+    /// table's range opens nothing.
     ///
     /// # Errors
     /// I/O or corruption reading the table.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<crate::memtable::Value>> {
-        self.table.get(key, snapshot)
+        if key < self.smallest.as_ref() || key > self.largest.as_ref() {
+            return Ok(None);
+        }
+        self.table()?.get(key, snapshot)
     }
 }
 
 impl Drop for TableFile {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
+            self.cache.evict(self.number);
             // Failing to delete leaves an orphan that the next open removes.
             let _ = self.fs.remove_file(&self.path);
         }

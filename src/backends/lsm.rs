@@ -28,8 +28,9 @@ pub struct WriteOptions {
 }
 
 /// The LSM-tree backend: one write-ahead log shared by all partitions, group
-/// commit, per-partition memtables; SSTables, flushes and compaction arrive
-/// with the next engine stages.
+/// commit, per-partition memtables flushed to SSTables in a directory per
+/// partition, a manifest, a block cache and a table cache; compaction
+/// arrives with the next engine stage.
 ///
 /// # Durability
 /// By default a write returns once its WAL record is handed to the OS: it

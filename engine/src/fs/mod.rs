@@ -160,6 +160,13 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// The whole file mapped into memory, for a file that will not change
+    /// while mapped (an SSTable); `Ok(None)` if this file system cannot map
+    /// (the default), and callers fall back to [`read_at`](Self::read_at).
+    fn map(&self) -> io::Result<Option<bytes::Bytes>> {
+        Ok(None)
+    }
 }
 
 /// A held exclusive lock on a lock file; dropping it releases the lock.

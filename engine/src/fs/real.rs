@@ -163,6 +163,17 @@ impl ReadableFile for RealReadable {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
+
+    fn map(&self) -> io::Result<Option<bytes::Bytes>> {
+        // SAFETY: the mapping is read-only and the engine only maps table
+        // files, which it never writes, truncates or replaces after they are
+        // synced (a file is deleted only when unused, and an unlinked file's
+        // pages stay mapped). Another process changing the file would make
+        // reads see the change or fault (SIGBUS); `Options::mmap_reads`
+        // documents that, which is why mapping is opt-in.
+        let map = unsafe { memmap2::Mmap::map(&self.file)? };
+        Ok(Some(bytes::Bytes::from_owner(map)))
+    }
 }
 
 /// A held `flock`; closing the file releases it.

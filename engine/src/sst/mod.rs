@@ -55,7 +55,7 @@ pub use footer::{Footer, FORMAT_VERSION, MAGIC};
 pub use handle::BlockHandle;
 pub use internal_key::{compare_internal, InternalKey, ValueKind, MAX_SEQ};
 pub use properties::TableProperties;
-pub use table::{Table, TableIter};
+pub use table::{Table, TableIter, TableReadOptions};
 
 /// Why bytes from disk did not decode: an offset relative to the start of
 /// the bytes handed to the decoder, and what was wrong.

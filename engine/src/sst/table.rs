@@ -1,6 +1,9 @@
 //! Reading a table: [`Table::open`] checks the footer and loads the
 //! metadata; [`Table::get`] and [`Table::iter`] read data blocks through
-//! [`Table::read_block`], the one place a block cache will plug in.
+//! [`Table::read_block`]: from the block cache if the table has one (else a
+//! `pread`, then cached), or from a memory map of the file
+//! ([`TableReadOptions::mmap`]; the block cache is then not used for data
+//! blocks — the OS page cache is).
 //!
 //! What `open` checks, in order (any failure is
 //! [`Error::Corruption`] naming the file and the absolute offset):
@@ -34,6 +37,7 @@ use super::index::{IndexBlock, IndexIter};
 use super::internal_key::{parse_internal_key, seek_key, ValueKind};
 use super::properties::TableProperties;
 use super::{corruption, DecodeError};
+use crate::cache::{BlockCache, BlockKey, Pinned};
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
 use crate::memtable::{SeqNo, Value};
@@ -57,6 +61,28 @@ pub struct Table {
     index: IndexBlock,
     filter: Option<BloomFilter>,
     properties: TableProperties,
+    /// Where data blocks are cached, and this table's key prefix there.
+    cache: Option<(Arc<BlockCache>, BlockKey)>,
+    /// The index and filter charged to the block cache while open.
+    _pinned: Option<Pinned>,
+    /// The whole file, mapped (with [`TableReadOptions::mmap`]).
+    mapped: Option<Bytes>,
+}
+
+/// How a [`Table`] reads its data blocks.
+#[derive(Debug, Clone, Default)]
+pub struct TableReadOptions {
+    /// The block cache, the database's namespace in it and the table's
+    /// file number: data blocks are looked up there before a read and
+    /// inserted after one; the index and filter are charged to it while the
+    /// table is open. `None`: every data block read is a `pread`.
+    pub block_cache: Option<(Arc<BlockCache>, u64, u64)>,
+    /// Map the file into memory and read blocks from the map (no copy; CRCs
+    /// still checked on every read). Needs a file system that can map
+    /// (`RealFs`, or `SimFs`, which maps a copy); otherwise pread is used.
+    /// A table file changed by anything but the engine while mapped may
+    /// crash the process (SIGBUS) — the engine never changes a table file.
+    pub mmap: bool,
 }
 
 /// Reads `buf.len()` bytes at `offset`; a file that ends first is
@@ -92,6 +118,19 @@ impl Table {
     /// [`Error::Corruption`] for any failed check (see the module docs),
     /// [`Error::Io`] for a failed read.
     pub fn open(file: Arc<dyn ReadableFile>, path: PathBuf, size: u64) -> Result<Table> {
+        Self::open_with(file, path, size, TableReadOptions::default())
+    }
+
+    /// [`open`](Self::open) with a block cache and/or a memory map.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); also a failed or short mapping.
+    pub fn open_with(
+        file: Arc<dyn ReadableFile>,
+        path: PathBuf,
+        size: u64,
+        read: TableReadOptions,
+    ) -> Result<Table> {
         let footer_at = size.checked_sub(FOOTER_LEN as u64).ok_or_else(|| {
             corruption(
                 &path,
@@ -191,6 +230,34 @@ impl Table {
                 "the index's last key is not the properties' largest key",
             ));
         }
+        let mapped = if read.mmap {
+            match file.map()? {
+                Some(m) if m.len() as u64 == size => Some(m),
+                Some(m) => {
+                    return Err(corruption(
+                        &path,
+                        0,
+                        format!("mapped {} bytes of a {size}-byte table", m.len()),
+                    ))
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let metadata = index.size() + filter.as_ref().map_or(0, BloomFilter::size);
+        let (cache, pinned) = match read.block_cache {
+            Some((cache, namespace, file)) => {
+                let pinned = cache.pin(metadata);
+                let key = BlockKey {
+                    namespace,
+                    file,
+                    offset: 0,
+                };
+                (Some((cache, key)), Some(pinned))
+            }
+            None => (None, None),
+        };
         Ok(Table {
             file,
             path,
@@ -199,6 +266,9 @@ impl Table {
             index,
             filter,
             properties,
+            cache,
+            _pinned: pinned,
+            mapped,
         })
     }
 
@@ -310,13 +380,37 @@ impl Table {
                     ),
                 )
             })?;
+        if let Some(map) = &self.mapped {
+            // In range: `end <= size == map.len()`, checked above and at open.
+            let raw = map.slice(handle.offset as usize..end as usize);
+            let n = check_trailer(&raw)
+                .map_err(|e| e.at(&self.path, handle.offset))?
+                .len();
+            return Block::decode(raw.slice(..n)).map_err(|e| e.at(&self.path, handle.offset));
+        }
+        let key = self.cache.as_ref().map(|(cache, key)| {
+            let key = BlockKey {
+                offset: handle.offset,
+                ..*key
+            };
+            (cache, key)
+        });
+        if let Some((cache, key)) = &key {
+            if let Some(block) = cache.get(key) {
+                return Ok(block);
+            }
+        }
         let mut buf = buffer(&self.path, handle.offset, end - handle.offset)?;
         read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
         let n = check_trailer(&buf)
             .map_err(|e| e.at(&self.path, handle.offset))?
             .len();
         buf.truncate(n);
-        Block::decode(Bytes::from(buf)).map_err(|e| e.at(&self.path, handle.offset))
+        let block = Block::decode(Bytes::from(buf)).map_err(|e| e.at(&self.path, handle.offset))?;
+        if let Some((cache, key)) = key {
+            cache.insert(key, block.clone());
+        }
+        Ok(block)
     }
 }
 

@@ -118,6 +118,15 @@ impl ReadableFile for SimReadable {
         state.begin(self.generation, OpKind::Metadata, &[&self.path])?;
         Ok(state.tree.file(self.ino)?.data.len() as u64)
     }
+
+    /// A copy of the file's current bytes: what a map of a file that is
+    /// not changed afterwards shows.
+    fn map(&self) -> io::Result<Option<bytes::Bytes>> {
+        let mut state = self.shared.lock();
+        state.begin(self.generation, OpKind::Read, &[&self.path])?;
+        let data = &state.tree.file(self.ino)?.data;
+        Ok(Some(bytes::Bytes::copy_from_slice(data)))
+    }
 }
 
 /// A held lock; dropping it releases the lock unless a crash already did.

@@ -1,0 +1,99 @@
+//! Block cache tests (the LRU has its own; table-cache behaviour is tested
+//! through `Db` in `engine/tests/read_path.rs`).
+
+use bytes::Bytes;
+
+use super::*;
+use crate::sst::block::BlockBuilder;
+
+fn block(fill: u8, len: usize) -> Block {
+    let mut b = BlockBuilder::new(16);
+    b.add(&[fill; 9], &vec![fill; len]);
+    match Block::decode(Bytes::from(b.finish())) {
+        Ok(b) => b,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn key(file: u64, offset: u64) -> BlockKey {
+    BlockKey {
+        namespace: 1,
+        file,
+        offset,
+    }
+}
+
+#[test]
+fn hits_after_insert_and_counts() {
+    let cache = BlockCache::new(1 << 20);
+    assert!(cache.get(&key(1, 0)).is_none());
+    cache.insert(key(1, 0), block(7, 100));
+    let got = cache.get(&key(1, 0)).map(|b| b.contents().clone());
+    assert_eq!(got, Some(block(7, 100).contents().clone()));
+    assert!(cache.get(&key(2, 0)).is_none(), "other file");
+    assert!(cache.get(&key(1, 4096)).is_none(), "other offset");
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.inserts, s.blocks), (1, 3, 1, 1));
+}
+
+#[test]
+fn usage_stays_within_the_budget() {
+    let cap = 64 << 10;
+    let cache = BlockCache::new(cap);
+    for i in 0..1000 {
+        cache.insert(key(1, i * 4096), block(1, 1000));
+        assert!(cache.stats().usage <= cap, "after {i}: {:?}", cache.stats());
+    }
+    let s = cache.stats();
+    // Most of the budget is used: the shards are not starved.
+    assert!(s.usage > cap / 2, "{s:?}");
+    assert!(s.blocks < 1000);
+}
+
+#[test]
+fn zero_capacity_caches_nothing() {
+    let cache = BlockCache::new(0);
+    cache.insert(key(1, 0), block(1, 10));
+    assert!(cache.get(&key(1, 0)).is_none());
+    assert_eq!(cache.stats().blocks, 0);
+}
+
+#[test]
+fn pinned_metadata_shrinks_room_for_data_and_is_released() {
+    let cap = 160 << 10;
+    let cache = Arc::new(BlockCache::new(cap));
+    for i in 0..200 {
+        cache.insert(key(1, i * 4096), block(1, 900));
+    }
+    let full = cache.stats();
+    let pin = cache.pin(120 << 10);
+    let s = cache.stats();
+    assert_eq!(s.pinned, 120 << 10);
+    assert!(s.usage <= cap, "{s:?}");
+    assert!(
+        s.blocks < full.blocks,
+        "data blocks were evicted: {s:?} vs {full:?}"
+    );
+    drop(pin);
+    assert_eq!(cache.stats().pinned, 0);
+    for i in 0..200 {
+        cache.insert(key(2, i * 4096), block(2, 900));
+    }
+    assert!(cache.stats().blocks >= full.blocks * 9 / 10);
+}
+
+#[test]
+fn namespaces_are_distinct() {
+    let cache = BlockCache::new(1 << 20);
+    let a = cache.new_namespace();
+    let b = cache.new_namespace();
+    assert_ne!(a, b);
+    let k = |namespace| BlockKey {
+        namespace,
+        file: 5,
+        offset: 0,
+    };
+    cache.insert(k(a), block(1, 10));
+    assert!(cache.get(&k(b)).is_none());
+    assert!(cache.get(&k(a)).is_some());
+}
