@@ -22,10 +22,13 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kalamdb_lsm::batch::decode_batch;
+use kalamdb_lsm::fs::RealFs;
 use kalamdb_lsm::partition::PartitionState;
+use kalamdb_lsm::table_file::PartitionDir;
 use kalamdb_lsm::wal::reader::read_log;
 use kalamdb_lsm::wal::writer::parse_wal_file_name;
 use kalamdb_lsm::{Db, Options, WriteOp};
@@ -152,7 +155,13 @@ fn phases(dir: &Path) -> Result<(), Box<dyn Error>> {
     let decode = t.elapsed();
 
     let partitions: HashMap<u64, PartitionState> = (1..=PARTITIONS.len() as u64)
-        .map(|id| (id, PartitionState::new(id, format!("p{id}"))))
+        .map(|id| {
+            let dir = Arc::new(PartitionDir::new(
+                PathBuf::from(format!("/nonexistent/{id}")),
+                Arc::new(RealFs::new()),
+            ));
+            (id, PartitionState::new(id, format!("p{id}"), dir))
+        })
         .collect();
     let t = Instant::now();
     for d in &data {

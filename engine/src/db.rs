@@ -21,7 +21,7 @@ use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::PartitionState;
 use crate::recovery;
-use crate::table_file::{parse_table_file_name, table_file_name, TableFile};
+use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 
 /// File name of the lock file in the database directory.
@@ -169,7 +169,8 @@ impl Db {
         ));
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
-            let p = Arc::new(PartitionState::new(*id, record.name.clone()));
+            let pdir = Arc::new(PartitionDir::new(dir.join(id.to_string()), fs.clone()));
+            let p = Arc::new(PartitionState::new(*id, record.name.clone(), pdir.clone()));
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
             for tables in record.levels.values() {
@@ -200,11 +201,10 @@ impl Db {
                     }
                     p.push_table(Arc::new(TableFile::new(
                         t.file,
-                        path,
+                        pdir.clone(),
                         t.size,
                         (t.smallest.clone().into(), t.largest.clone().into()),
                         table_cache.clone(),
-                        fs.clone(),
                     )));
                 }
             }
@@ -328,7 +328,14 @@ impl Db {
         };
         write(&self.inner.partitions).insert(
             name.to_string(),
-            Arc::new(PartitionState::new(id, name.to_string())),
+            Arc::new(PartitionState::new(
+                id,
+                name.to_string(),
+                Arc::new(PartitionDir::new(
+                    self.inner.dir.join(id.to_string()),
+                    self.inner.fs.clone(),
+                )),
+            )),
         );
         Ok(())
     }

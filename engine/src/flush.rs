@@ -86,7 +86,7 @@ impl Inner {
 
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<()> {
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
-        let pdir = self.dir.join(p.id().to_string());
+        let pdir = p.dir().path().to_path_buf();
         if !self.fs.exists(&pdir)? {
             self.fs.create_dir_all(&pdir)?;
             self.fs.sync_dir(&self.dir)?;
@@ -134,11 +134,10 @@ impl Inner {
         self.tables.insert(number, Arc::new(table));
         let file = Arc::new(TableFile::new(
             number,
-            path,
+            p.dir().clone(),
             size,
             keys,
             self.tables.clone(),
-            self.fs.clone(),
         ));
         if p.is_dropped() {
             file.mark_obsolete();

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::locks::{read, write};
 use crate::memtable::{Memtable, SeqNo, Value};
 use crate::merge::Source;
-use crate::table_file::TableFile;
+use crate::table_file::{PartitionDir, TableFile};
 
 /// One partition: an id (never reused), its name, its memtables and tables.
 ///
@@ -31,6 +31,8 @@ pub struct PartitionState {
     dropped: AtomicBool,
     /// Entries up to this sequence number are in tables.
     flushed_seq: AtomicU64,
+    /// The directory of its tables.
+    dir: Arc<PartitionDir>,
 }
 
 #[derive(Debug, Default)]
@@ -49,15 +51,21 @@ pub struct ReadSet {
 }
 
 impl PartitionState {
-    /// A partition with no data.
-    pub fn new(id: u64, name: String) -> Self {
+    /// A partition with no data whose tables go to `dir`.
+    pub fn new(id: u64, name: String, dir: Arc<PartitionDir>) -> Self {
         PartitionState {
             id,
             name,
             tables: RwLock::new(Tables::default()),
             dropped: AtomicBool::new(false),
             flushed_seq: AtomicU64::new(0),
+            dir,
         }
+    }
+
+    /// The directory of the partition's tables.
+    pub fn dir(&self) -> &Arc<PartitionDir> {
+        &self.dir
     }
 
     /// The partition's id.
@@ -74,6 +82,7 @@ impl PartitionState {
     /// holds them, and a flush in progress installs nothing.
     pub fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
+        self.dir.mark_dropped();
         for t in &read(&self.tables).level0 {
             t.mark_obsolete();
         }

@@ -28,6 +28,54 @@ pub fn parse_table_file_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
+/// A partition's directory (`<dir>/<partition id>`), shared by the
+/// partition and its table files. Once the partition is dropped and the
+/// last of them lets go — after the last table file was deleted — the
+/// directory is removed (not synced: the next open removes what a crash
+/// leaves).
+#[derive(Debug)]
+pub struct PartitionDir {
+    path: PathBuf,
+    fs: Arc<dyn Fs>,
+    dropped: AtomicBool,
+}
+
+impl PartitionDir {
+    /// The directory `path` (which may not exist yet).
+    pub fn new(path: PathBuf, fs: Arc<dyn Fs>) -> Self {
+        PartitionDir {
+            path,
+            fs,
+            dropped: AtomicBool::new(false),
+        }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file system.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+
+    /// The partition was dropped: remove the directory when unused.
+    pub fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for PartitionDir {
+    fn drop(&mut self) {
+        if self.dropped.load(Ordering::Acquire) {
+            // Absent if the partition never flushed; leftovers are orphans
+            // that the next open removes.
+            let _ = self.fs.remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// A table file of a partition, shared by the partition's level lists and
 /// by iterators. The table itself is opened on demand through the
 /// [`TableCache`] (at most `max_open_files` open). When marked obsolete
@@ -42,29 +90,28 @@ pub struct TableFile {
     smallest: Bytes,
     largest: Bytes,
     cache: Arc<TableCache>,
-    fs: Arc<dyn Fs>,
+    dir: Arc<PartitionDir>,
     obsolete: AtomicBool,
 }
 
 impl TableFile {
-    /// A table file of `size` bytes holding user keys
+    /// Table file `number` in `dir`, of `size` bytes holding user keys
     /// `smallest..=largest`; opened through `cache` when first read.
     pub fn new(
         number: u64,
-        path: PathBuf,
+        dir: Arc<PartitionDir>,
         size: u64,
         (smallest, largest): (Bytes, Bytes),
         cache: Arc<TableCache>,
-        fs: Arc<dyn Fs>,
     ) -> Self {
         TableFile {
             number,
-            path,
+            path: dir.path().join(table_file_name(number)),
             size,
             smallest,
             largest,
             cache,
-            fs,
+            dir,
             obsolete: AtomicBool::new(false),
         }
     }
@@ -126,7 +173,7 @@ impl Drop for TableFile {
         if self.obsolete.load(Ordering::Acquire) {
             self.cache.evict(self.number);
             // Failing to delete leaves an orphan that the next open removes.
-            let _ = self.fs.remove_file(&self.path);
+            let _ = self.dir.fs().remove_file(&self.path);
         }
     }
 }

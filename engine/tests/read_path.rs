@@ -290,3 +290,39 @@ fn a_table_damaged_after_open_is_an_error_on_read_not_a_wrong_value() {
     }
     assert!(errors > 0, "the damaged block was read");
 }
+
+#[test]
+fn dropping_a_partition_removes_its_directory_once_no_iterator_reads_it() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, sim_options(&sim)).expect("open");
+    let model = fill(&db, "p", 2, 100);
+    let table = only_table_dirs(&sim);
+    assert_eq!(table.len(), 1);
+    let mut iter = db.scan("p", None, None).expect("scan");
+    db.drop_partition("p").expect("drop");
+    // The iterator still reads the dropped partition's tables.
+    let first = iter.next().expect("an entry").expect("readable");
+    assert_eq!(
+        model.iter().next().map(|(k, _)| k.as_slice()),
+        Some(&first.0[..])
+    );
+    assert_eq!(iter.count(), model.len() - 1);
+    // Consumed (and dropped): the files and the directory are gone.
+    assert!(
+        only_table_dirs(&sim).is_empty(),
+        "{:?}",
+        only_table_dirs(&sim)
+    );
+    // A partition of the same name starts empty, in a new directory.
+    db.create_partition("p").expect("create");
+    assert_eq!(db.scan("p", None, None).expect("scan").count(), 0);
+}
+
+/// The partition directories (named by id) in the database directory.
+fn only_table_dirs(sim: &SimFs) -> Vec<String> {
+    sim.read_dir(Path::new(DIR))
+        .expect("read_dir")
+        .into_iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .collect()
+}
