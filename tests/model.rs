@@ -23,8 +23,9 @@ fn config(default_cases: u32) -> ProptestConfig {
 }
 
 /// Small memtables and WAL files, so sequences rotate both often.
-/// Tiny memtables, blocks and caches: data reaches several level-0 tables
-/// of many blocks; the block cache evicts and the table cache closes and
+/// Tiny memtables, blocks, caches, tables and levels: data reaches several
+/// level-0 tables of many blocks and compaction runs concurrently, through
+/// several levels; the block cache evicts and the table cache closes and
 /// reopens tables.
 fn tiny() -> LsmOptions {
     LsmOptions {
@@ -33,6 +34,9 @@ fn tiny() -> LsmOptions {
         block_size: 64,
         block_cache_size: 2048,
         max_open_files: 2,
+        target_file_size: 1024,
+        level_base_size: 2048,
+        l0_compaction_trigger: 2,
         ..LsmOptions::default()
     }
 }

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use crate::batch::{encode_batch, BatchOp};
 use crate::cache::{BlockCache, BlockCacheStats, TableCache, TableCacheStats};
 use crate::commit::{CommitState, Pending, ResolvedOp, SyncHandle};
+use crate::compaction::CompactionQueue;
 use crate::completion::{completion, Completion};
 use crate::error::corruption;
 use crate::error::{Error, Result};
@@ -19,7 +20,7 @@ use crate::manifest::{Change, Manifest, VersionEdit};
 use crate::memtable::SeqNo;
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
-use crate::partition::PartitionState;
+use crate::partition::{PartitionState, NUM_LEVELS};
 use crate::recovery;
 use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
@@ -39,6 +40,7 @@ pub struct Db {
     inner: Arc<Inner>,
     committer: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
+    compactor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -58,6 +60,10 @@ pub(crate) struct Counters {
     pub(crate) wal_syncs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) trivial_moves: AtomicU64,
+    pub(crate) compaction_bytes_read: AtomicU64,
+    pub(crate) compaction_bytes_written: AtomicU64,
 }
 
 /// A snapshot of the engine's counters and shape.
@@ -87,6 +93,16 @@ pub struct Stats {
     pub flushes: u64,
     /// Bytes written by flushes since open.
     pub flush_bytes_written: u64,
+    /// Compactions since open (rewrites; trivial moves apart).
+    pub compactions: u64,
+    /// Tables moved down a level without a rewrite since open.
+    pub trivial_moves: u64,
+    /// Bytes of tables read by compactions since open.
+    pub compaction_bytes_read: u64,
+    /// Bytes of tables written by compactions since open.
+    pub compaction_bytes_written: u64,
+    /// Table files and bytes per level, over all partitions.
+    pub levels: [(usize, u64); NUM_LEVELS],
     /// The block cache.
     pub block_cache: BlockCacheStats,
     /// The table cache (open table files).
@@ -115,6 +131,8 @@ pub(crate) struct Inner {
     pub(crate) memory: AtomicUsize,
     /// Open tables; through it, the block cache.
     pub(crate) tables: Arc<TableCache>,
+    pub(crate) compaction: Mutex<CompactionQueue>,
+    pub(crate) compaction_wake: Condvar,
     pub(crate) stats: Counters,
     lock: Mutex<Option<Box<dyn FileLock>>>,
 }
@@ -173,9 +191,16 @@ impl Db {
             let p = Arc::new(PartitionState::new(*id, record.name.clone(), pdir.clone()));
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
-            for tables in record.levels.values() {
+            for (&level, tables) in &record.levels {
                 for t in tables.values() {
                     let path = dir.join(id.to_string()).join(table_file_name(t.file));
+                    if usize::from(level) >= NUM_LEVELS {
+                        return Err(corruption(
+                            &manifest.path(),
+                            0,
+                            format!("table {} of partition {id} is at level {level}", t.file),
+                        ));
+                    }
                     // Tables open on first read; here only their presence
                     // and size are checked.
                     match fs.file_size(&path) {
@@ -199,14 +224,24 @@ impl Db {
                         }
                         Err(e) => return Err(e.into()),
                     }
-                    p.push_table(Arc::new(TableFile::new(
-                        t.file,
-                        pdir.clone(),
-                        t.size,
-                        (t.smallest.clone().into(), t.largest.clone().into()),
-                        table_cache.clone(),
-                    )));
+                    p.push_table(
+                        usize::from(level),
+                        Arc::new(TableFile::new(
+                            t.file,
+                            pdir.clone(),
+                            t.size,
+                            (t.smallest.clone().into(), t.largest.clone().into()),
+                            table_cache.clone(),
+                        )),
+                    );
                 }
+            }
+            if let Err(reason) = p.check_levels() {
+                return Err(corruption(
+                    &manifest.path(),
+                    0,
+                    format!("partition {id}: {reason}"),
+                ));
             }
             partitions.insert(record.name.clone(), p);
         }
@@ -261,6 +296,8 @@ impl Db {
             wal: Mutex::new(wal),
             memory: AtomicUsize::new(memory),
             tables: table_cache,
+            compaction: Mutex::new(CompactionQueue::default()),
+            compaction_wake: Condvar::new(),
             stats: Counters::default(),
             lock: Mutex::new(Some(file_lock)),
             options,
@@ -273,6 +310,15 @@ impl Db {
         let flusher = std::thread::Builder::new()
             .name("kalamdb-lsm-flush".into())
             .spawn(move || worker.flush_loop())?;
+        let worker = inner.clone();
+        let compactor = std::thread::Builder::new()
+            .name("kalamdb-lsm-compact".into())
+            .spawn(move || worker.compaction_loop())?;
+        for p in inner.partitions_snapshot() {
+            if p.table_count() > 0 {
+                inner.schedule_compaction(&p);
+            }
+        }
         // Recovered memtables over the size limit are flushed right away.
         let big: Vec<Arc<PartitionState>> = inner
             .partitions_snapshot()
@@ -286,6 +332,7 @@ impl Db {
             inner,
             committer: Some(committer),
             flusher: Some(flusher),
+            compactor: Some(compactor),
         })
     }
 
@@ -356,6 +403,8 @@ impl Db {
         self.inner
             .manifest
             .log(&VersionEdit::one(Change::DropPartition { id }))?;
+        // No background work holds on to it (and to its directory).
+        lock(&self.inner.compaction).pending.remove(&id);
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
             let freed = p.memory();
@@ -377,6 +426,39 @@ impl Db {
         for p in self.inner.partitions_snapshot() {
             p.rotate();
             self.inner.flush_partition(&p)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts one partition completely: flushes its memtables, then
+    /// merges all its tables into one sorted run at the bottom level with
+    /// shadowed versions and tombstones dropped. Blocks until done.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`; the error of the flush or compaction (the
+    /// partition is then unchanged).
+    pub fn compact(&self, partition: &str) -> Result<()> {
+        let p = self.partition(partition)?;
+        p.rotate();
+        self.inner.flush_partition(&p)?;
+        self.inner.compact_all(&p)
+    }
+
+    /// Waits until background compaction has nothing left to do (it is
+    /// "quiet"): no partition with a due compaction.
+    pub fn wait_for_compactions(&self) {
+        self.inner.wait_for_compactions();
+    }
+
+    /// Runs due compactions of every partition on the calling thread until
+    /// none is due (tests and tools; the background thread does the same
+    /// work on its own).
+    ///
+    /// # Errors
+    /// The first compaction error.
+    pub fn compact_due(&self) -> Result<()> {
+        for p in self.inner.partitions_snapshot() {
+            while self.inner.compact_step(&p)? {}
         }
         Ok(())
     }
@@ -415,8 +497,9 @@ impl Db {
     /// `PartitionNotFound`.
     pub fn get(&self, partition: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let p = self.partition(partition)?;
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        Ok(p.get(key, seq)?.flatten().map(|v| v.to_vec()))
+        Ok(p.get(key, &self.inner.visible_seq)?
+            .flatten()
+            .map(|v| v.to_vec()))
     }
 
     /// A streaming iterator over `[start, end)` of a partition as of now.
@@ -432,10 +515,10 @@ impl Db {
         end: Option<&[u8]>,
     ) -> Result<SnapshotIter> {
         let p = self.partition(partition)?;
-        // The sequence number first: every write at or below it is already
-        // in a memtable that `sources` will see.
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        // The tables and memtables first, then the sequence number (see
+        // `PartitionState::get`).
         let merge = MergeIter::new(p.sources(start)?);
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
         Ok(SnapshotIter::new(
             merge,
             seq,
@@ -525,6 +608,14 @@ impl Db {
     /// Counters and shape.
     pub fn stats(&self) -> Stats {
         let partitions = read(&self.inner.partitions);
+        let c = &self.inner.stats;
+        let mut levels = [(0usize, 0u64); NUM_LEVELS];
+        for p in partitions.values() {
+            for (total, (files, bytes)) in levels.iter_mut().zip(p.level_shape()) {
+                total.0 += files;
+                total.1 += bytes;
+            }
+        }
         Stats {
             partitions: partitions.len(),
             memtables: partitions.values().map(|p| p.memtable_count()).sum(),
@@ -538,6 +629,11 @@ impl Db {
             table_bytes: partitions.values().map(|p| p.table_bytes()).sum(),
             flushes: self.inner.stats.flushes.load(Ordering::Relaxed),
             flush_bytes_written: self.inner.stats.flush_bytes.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            trivial_moves: c.trivial_moves.load(Ordering::Relaxed),
+            compaction_bytes_read: c.compaction_bytes_read.load(Ordering::Relaxed),
+            compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
+            levels,
             block_cache: self.inner.tables.block_cache().stats(),
             table_cache: self.inner.tables.stats(),
         }
@@ -545,6 +641,11 @@ impl Db {
 }
 
 impl Inner {
+    /// Whether the database is shutting down (long work stops early).
+    pub(crate) fn closing(&self) -> bool {
+        lock(&self.compaction).shutdown
+    }
+
     /// Every live partition, now.
     pub(crate) fn partitions_snapshot(&self) -> Vec<Arc<PartitionState>> {
         read(&self.partitions).values().cloned().collect()
@@ -602,7 +703,13 @@ fn remove_orphans(
 
 impl Drop for Db {
     fn drop(&mut self) {
-        // The flusher first: a flush in progress syncs the WAL through the
+        // A running compaction stops at its next check and installs nothing.
+        lock(&self.inner.compaction).shutdown = true;
+        self.inner.compaction_wake.notify_all();
+        if let Some(t) = self.compactor.take() {
+            let _ = t.join();
+        }
+        // The flusher next: a flush in progress syncs the WAL through the
         // committer, which must still be running.
         lock(&self.inner.flush).shutdown = true;
         self.inner.flush_wake.notify_all();

@@ -144,6 +144,7 @@ impl Inner {
         }
         p.set_flushed_seq(memtable.max_seq());
         p.install_flushed(memtable, file);
+        self.schedule_compaction(p);
         let freed = memtable.approximate_size();
         let _ = self
             .memory
@@ -161,41 +162,66 @@ impl Inner {
         path: &std::path::Path,
     ) -> Result<(TableRecord, Table)> {
         let file = self.fs.create(path)?;
-        let options = TableOptions {
-            block_size: self.options.block_size,
-            bloom_bits_per_key: self.options.bloom_bits_per_key,
-            ..TableOptions::default()
-        };
-        let mut builder = TableBuilder::new(file, path.to_path_buf(), p.id(), &options);
+        let mut builder =
+            TableBuilder::new(file, path.to_path_buf(), p.id(), &self.table_options());
         for e in memtable.iter(None) {
             builder.add(&e.key, e.seq, &e.value)?;
         }
-        let (meta, mut file) = builder.finish()?;
-        file.sync_data()?;
-        drop(file);
-        if let Some(parent) = path.parent() {
-            self.fs.sync_dir(parent)?;
-        }
+        let (record, table) = self.finish_table(p, builder, number_of(path)?, 0)?;
         self.stats
             .flush_bytes
-            .fetch_add(meta.file_size, Ordering::Relaxed);
-        let props = &meta.properties;
-        let record = TableRecord {
-            partition: p.id(),
-            level: 0,
-            file: number_of(path)?,
-            size: meta.file_size,
-            smallest: props.smallest_key.to_vec(),
-            largest: props.largest_key.to_vec(),
-            min_seq: props.min_seq,
-            max_seq: props.max_seq,
-            entries: props.entry_count,
-            tombstones: props.tombstone_count,
-        };
-        let table = self
-            .tables
-            .open_uncached(record.file, path, meta.file_size)?;
+            .fetch_add(record.size, Ordering::Relaxed);
         Ok((record, table))
+    }
+
+    /// Options of the tables the engine writes.
+    pub(crate) fn table_options(&self) -> TableOptions {
+        TableOptions {
+            block_size: self.options.block_size,
+            bloom_bits_per_key: self.options.bloom_bits_per_key,
+            ..TableOptions::default()
+        }
+    }
+
+    /// Finishes table `number` of `p` (for `level`): writes its metadata,
+    /// syncs it and its directory, and opens it. The file is removed if any
+    /// step fails.
+    ///
+    /// # Errors
+    /// I/O errors; corruption reading back what was written.
+    pub(crate) fn finish_table(
+        &self,
+        p: &PartitionState,
+        builder: TableBuilder,
+        number: u64,
+        level: usize,
+    ) -> Result<(TableRecord, Table)> {
+        let path = p.dir().path().join(table_file_name(number));
+        let result = (|| {
+            let (meta, mut file) = builder.finish()?;
+            file.sync_data()?;
+            drop(file);
+            self.fs.sync_dir(p.dir().path())?;
+            let props = &meta.properties;
+            let record = TableRecord {
+                partition: p.id(),
+                level: level as u8,
+                file: number,
+                size: meta.file_size,
+                smallest: props.smallest_key.to_vec(),
+                largest: props.largest_key.to_vec(),
+                min_seq: props.min_seq,
+                max_seq: props.max_seq,
+                entries: props.entry_count,
+                tombstones: props.tombstone_count,
+            };
+            let table = self.tables.open_uncached(number, &path, meta.file_size)?;
+            Ok((record, table))
+        })();
+        if result.is_err() {
+            let _ = self.fs.remove_file(&path);
+        }
+        result
     }
 
     /// Records and deletes WAL files that no memtable needs any more.

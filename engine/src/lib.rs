@@ -20,6 +20,7 @@ pub mod batch;
 pub mod cache;
 pub mod coding;
 pub mod commit;
+pub mod compaction;
 pub mod completion;
 pub mod db;
 pub mod error;

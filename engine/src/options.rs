@@ -46,6 +46,19 @@ pub struct Options {
     /// files: a table file truncated by another process while mapped makes
     /// reads fault (SIGBUS).
     pub mmap_reads: bool,
+    /// Level-0 tables of a partition that trigger a compaction into the
+    /// base level (default 4).
+    pub l0_compaction_trigger: usize,
+    /// Most bytes the base level (the one level 0 compacts into) targets
+    /// (default 256 MiB); see [`compaction`](crate::compaction).
+    pub level_base_size: u64,
+    /// Growth factor of level targets (default 10).
+    pub level_size_multiplier: u64,
+    /// Size at which compaction cuts an output table (default 64 MiB).
+    pub target_file_size: u64,
+    /// No background compaction (default `false`); `Db::compact` and
+    /// `Db::compact_due` still work.
+    pub disable_auto_compactions: bool,
 }
 
 impl Default for Options {
@@ -63,6 +76,11 @@ impl Default for Options {
             block_cache_size: 32 << 20,
             max_open_files: 1000,
             mmap_reads: false,
+            l0_compaction_trigger: 4,
+            level_base_size: 256 << 20,
+            level_size_multiplier: 10,
+            target_file_size: 64 << 20,
+            disable_auto_compactions: false,
         }
     }
 }

@@ -1,15 +1,15 @@
 //! In-memory state of one partition: its memtables and its tables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::locks::{read, write};
+use crate::locks::{lock, read, write};
 use crate::memtable::{Memtable, SeqNo, Value};
-use crate::merge::Source;
-use crate::table_file::{PartitionDir, TableFile};
+use crate::merge::{Entry, Source};
+use crate::table_file::{PartitionDir, TableFile, TableSource};
 
 /// One partition: an id (never reused), its name, its memtables and tables.
 ///
@@ -33,6 +33,15 @@ pub struct PartitionState {
     flushed_seq: AtomicU64,
     /// The directory of its tables.
     dir: Arc<PartitionDir>,
+    /// Held while a compaction of the partition runs.
+    compaction: Mutex<CompactionState>,
+}
+
+/// Per-partition compaction state, under the partition's compaction lock.
+#[derive(Debug, Default)]
+pub struct CompactionState {
+    /// Per level, the largest key of the table last compacted out of it.
+    pub cursors: [Option<Bytes>; NUM_LEVELS],
 }
 
 #[derive(Debug, Default)]
@@ -40,14 +49,20 @@ struct Tables {
     active: Option<Arc<Memtable>>,
     /// Full memtables, oldest first.
     immutables: Vec<Arc<Memtable>>,
-    /// Level-0 tables, newest first.
-    level0: Vec<Arc<TableFile>>,
+    /// Tables by level. Level 0: newest first, ranges may overlap. Levels
+    /// 1..: each a sorted run, ordered by key, ranges disjoint. For any key,
+    /// a table in a lower-numbered level holds only newer versions than one
+    /// in a higher-numbered level.
+    levels: [Vec<Arc<TableFile>>; NUM_LEVELS],
 }
+
+/// Number of levels (0 to 6).
+pub const NUM_LEVELS: usize = 7;
 
 /// A partition's readable state at one moment, newest first.
 pub struct ReadSet {
     memtables: Vec<Arc<Memtable>>,
-    tables: Vec<Arc<TableFile>>,
+    levels: [Vec<Arc<TableFile>>; NUM_LEVELS],
 }
 
 impl PartitionState {
@@ -60,6 +75,7 @@ impl PartitionState {
             dropped: AtomicBool::new(false),
             flushed_seq: AtomicU64::new(0),
             dir,
+            compaction: Mutex::new(CompactionState::default()),
         }
     }
 
@@ -83,7 +99,7 @@ impl PartitionState {
     pub fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
         self.dir.mark_dropped();
-        for t in &read(&self.tables).level0 {
+        for t in read(&self.tables).levels.iter().flatten() {
             t.mark_obsolete();
         }
     }
@@ -103,9 +119,84 @@ impl PartitionState {
         self.flushed_seq.fetch_max(seq, Ordering::AcqRel);
     }
 
-    /// Adds a table found in the manifest at open (newest last in calls).
-    pub fn push_table(&self, table: Arc<TableFile>) {
-        write(&self.tables).level0.insert(0, table);
+    /// Adds a table found in the manifest at open (level-0 tables oldest
+    /// first, that is in increasing file number).
+    pub fn push_table(&self, level: usize, table: Arc<TableFile>) {
+        let mut tables = write(&self.tables);
+        let Some(run) = tables.levels.get_mut(level) else {
+            return;
+        };
+        if level == 0 {
+            run.insert(0, table);
+        } else {
+            let at = run.partition_point(|t| t.smallest() < table.smallest());
+            run.insert(at, table);
+        }
+    }
+
+    /// Serialises compactions of this partition.
+    pub fn lock_compaction(&self) -> MutexGuard<'_, CompactionState> {
+        lock(&self.compaction)
+    }
+
+    /// The tables by level, now.
+    pub fn levels(&self) -> [Vec<Arc<TableFile>>; NUM_LEVELS] {
+        read(&self.tables).levels.clone()
+    }
+
+    /// Replaces compacted tables: removes `removed` (level, file number)
+    /// and adds `added` to `level` in key order, atomically for readers.
+    pub fn install_compaction(
+        &self,
+        removed: &[(usize, u64)],
+        level: usize,
+        added: Vec<Arc<TableFile>>,
+    ) {
+        let mut tables = write(&self.tables);
+        for (l, number) in removed {
+            if let Some(run) = tables.levels.get_mut(*l) {
+                run.retain(|t| t.number() != *number);
+            }
+        }
+        if let Some(run) = tables.levels.get_mut(level) {
+            for t in added {
+                if level == 0 {
+                    run.push(t);
+                } else {
+                    let at = run.partition_point(|x| x.smallest() < t.smallest());
+                    run.insert(at, t);
+                }
+            }
+        }
+    }
+
+    /// Files and bytes per level.
+    pub fn level_shape(&self) -> [(usize, u64); NUM_LEVELS] {
+        let tables = read(&self.tables);
+        std::array::from_fn(|l| {
+            let run = &tables.levels[l];
+            (run.len(), run.iter().map(|t| t.size()).sum())
+        })
+    }
+
+    /// Checks that every level from 1 is a sorted run of disjoint tables.
+    ///
+    /// # Errors
+    /// A description of the first overlap.
+    pub fn check_levels(&self) -> std::result::Result<(), String> {
+        let tables = read(&self.tables);
+        for (level, run) in tables.levels.iter().enumerate().skip(1) {
+            for pair in run.windows(2) {
+                if pair[0].largest() >= pair[1].smallest() {
+                    return Err(format!(
+                        "tables {} and {} of level {level} overlap",
+                        pair[0].number(),
+                        pair[1].number()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Inserts one version (copying the bytes); see [`insert_shared`](Self::insert_shared).
@@ -193,7 +284,7 @@ impl PartitionState {
     /// Replaces a flushed memtable by its table, atomically for readers.
     pub fn install_flushed(&self, memtable: &Arc<Memtable>, table: Arc<TableFile>) {
         let mut tables = write(&self.tables);
-        tables.level0.insert(0, table);
+        tables.levels[0].insert(0, table);
         tables.immutables.retain(|m| !Arc::ptr_eq(m, memtable));
     }
 
@@ -219,17 +310,28 @@ impl PartitionState {
                 .chain(tables.immutables.iter().rev())
                 .cloned()
                 .collect(),
-            tables: tables.level0.clone(),
+            levels: tables.levels.clone(),
         }
     }
 
-    /// The newest version of `key` visible at `snapshot`: `Some(Some(v))` a
-    /// value, `Some(None)` deleted, `None` unknown.
+    /// The newest version of `key` visible at the sequence number read from
+    /// `visible` *after* taking the memtables and tables to read:
+    /// `Some(Some(v))` a value, `Some(None)` deleted, `None` unknown.
+    ///
+    /// That order matters. Every entry of an installed table was visible
+    /// before the table was installed, so it is at or below the snapshot,
+    /// and compaction may have dropped older versions it shadows or zeroed
+    /// its sequence number: a snapshot taken before the table set could miss
+    /// both the new version and the old one. Writes published after the
+    /// table set was taken may be missed if they went to a memtable created
+    /// since: those are the newest entries of the partition, so the read sees
+    /// a consistent earlier state.
     ///
     /// # Errors
     /// I/O or corruption reading a table.
-    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Option<Bytes>>> {
+    pub fn get(&self, key: &[u8], visible: &AtomicU64) -> Result<Option<Option<Bytes>>> {
         let set = self.read_set();
+        let snapshot: SeqNo = visible.load(Ordering::Acquire);
         for m in &set.memtables {
             match m.get(key, snapshot) {
                 Some(Value::Put(v)) => return Ok(Some(Some(v))),
@@ -237,7 +339,12 @@ impl PartitionState {
                 None => {}
             }
         }
-        for t in &set.tables {
+        let candidates = set.levels[0].iter().chain(
+            set.levels[1..]
+                .iter()
+                .filter_map(|run| table_for_key(run, key)),
+        );
+        for t in candidates {
             match t.get(key, snapshot)? {
                 Some(Value::Put(v)) => return Ok(Some(Some(v))),
                 Some(Value::Delete) => return Ok(Some(None)),
@@ -255,12 +362,17 @@ impl PartitionState {
     pub fn sources(&self, start: Option<&[u8]>) -> Result<Vec<Box<dyn Source>>> {
         let set = self.read_set();
         let mut out: Vec<Box<dyn Source>> =
-            Vec::with_capacity(set.memtables.len() + set.tables.len());
+            Vec::with_capacity(set.memtables.len() + set.levels[0].len() + NUM_LEVELS);
         for m in &set.memtables {
             out.push(Box::new(m.iter(start)));
         }
-        for t in &set.tables {
-            out.push(Box::new(t.source(start)?));
+        for t in &set.levels[0] {
+            out.push(Box::new(t.source(start, true)?));
+        }
+        for run in &set.levels[1..] {
+            if !run.is_empty() {
+                out.push(Box::new(LevelSource::new(run.clone(), start, true)));
+            }
         }
         Ok(out)
     }
@@ -278,12 +390,17 @@ impl PartitionState {
 
     /// Bytes of the partition's table files.
     pub fn table_bytes(&self) -> u64 {
-        read(&self.tables).level0.iter().map(|t| t.size()).sum()
+        read(&self.tables)
+            .levels
+            .iter()
+            .flatten()
+            .map(|t| t.size())
+            .sum()
     }
 
     /// Number of table files.
     pub fn table_count(&self) -> usize {
-        read(&self.tables).level0.len()
+        read(&self.tables).levels.iter().map(Vec::len).sum()
     }
 
     /// Number of memtables (active + immutable).
@@ -295,5 +412,68 @@ impl PartitionState {
     /// Number of immutable memtables waiting for a flush.
     pub fn immutable_count(&self) -> usize {
         read(&self.tables).immutables.len()
+    }
+}
+
+/// The table of a sorted run (level >= 1) whose key range holds `key`.
+fn table_for_key<'a>(run: &'a [Arc<TableFile>], key: &[u8]) -> Option<&'a Arc<TableFile>> {
+    let i = run.partition_point(|t| t.largest() < key);
+    run.get(i).filter(|t| t.smallest() <= key)
+}
+
+/// A streaming source over a sorted run of tables: opens one table at a
+/// time, in key order, starting at the table that may hold `start`.
+pub struct LevelSource {
+    run: Vec<Arc<TableFile>>,
+    next: usize,
+    current: Option<TableSource>,
+    start: Option<Vec<u8>>,
+    fill_cache: bool,
+    failed: bool,
+}
+
+impl LevelSource {
+    /// A source over `run` (sorted, disjoint) from `start`.
+    pub fn new(run: Vec<Arc<TableFile>>, start: Option<&[u8]>, fill_cache: bool) -> Self {
+        let next = start.map_or(0, |s| run.partition_point(|t| t.largest() < s));
+        LevelSource {
+            run,
+            next,
+            current: None,
+            start: start.map(<[u8]>::to_vec),
+            fill_cache,
+            failed: false,
+        }
+    }
+}
+
+impl Source for LevelSource {
+    fn next_entry(&mut self) -> Option<Result<Entry>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(cur) = &mut self.current {
+                match cur.next_entry() {
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                    Some(ok) => return Some(ok),
+                    None => self.current = None,
+                }
+            }
+            let file = self.run.get(self.next)?.clone();
+            self.next += 1;
+            // Only the first table can hold keys below `start`.
+            let start = self.start.take();
+            match file.source(start.as_deref(), self.fill_cache) {
+                Ok(src) => self.current = Some(src),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
     }
 }

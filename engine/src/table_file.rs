@@ -144,15 +144,32 @@ impl TableFile {
         self.obsolete.store(true, Ordering::Release);
     }
 
-    /// An iterator source from `start`, keeping the file alive.
+    /// An iterator source from `start`, keeping the file alive. With
+    /// `fill_cache` false (compaction), blocks read are not added to the
+    /// block cache.
     ///
     /// # Errors
     /// I/O or corruption opening the table.
-    pub fn source(self: &Arc<Self>, start: Option<&[u8]>) -> Result<TableSource> {
+    pub fn source(self: &Arc<Self>, start: Option<&[u8]>, fill_cache: bool) -> Result<TableSource> {
         Ok(TableSource {
-            iter: self.table()?.iter(start),
+            iter: self.table()?.iter_with(start, fill_cache),
             _file: self.clone(),
         })
+    }
+
+    /// The smallest user key.
+    pub fn smallest(&self) -> &[u8] {
+        &self.smallest
+    }
+
+    /// The largest user key.
+    pub fn largest(&self) -> &[u8] {
+        &self.largest
+    }
+
+    /// Whether the table's key range meets `[smallest, largest]`.
+    pub fn overlaps(&self, smallest: &[u8], largest: &[u8]) -> bool {
+        self.smallest() <= largest && smallest <= self.largest()
     }
 
     /// The newest version of `key` visible at `snapshot`. A key outside the

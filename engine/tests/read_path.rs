@@ -17,6 +17,8 @@ fn sim_options(sim: &SimFs) -> Options {
     Options {
         fs: Arc::new(sim.clone()),
         block_size: 256,
+        // The tests count tables; compaction would merge them.
+        disable_auto_compactions: true,
         ..Options::default()
     }
 }
@@ -190,6 +192,7 @@ fn mmap_reads_on_the_real_file_system() {
         mmap_reads: true,
         block_size: 512,
         max_open_files: 2,
+        disable_auto_compactions: true,
         ..Options::default()
     };
     let db = Db::open(&dir, options.clone()).expect("open");

@@ -190,6 +190,11 @@ impl Manifest {
         lock(&self.writer).number
     }
 
+    /// The live manifest file's path (to name it in errors).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(manifest_file_name(self.number()))
+    }
+
     /// Validates `edit` against the state, appends it and makes it durable.
     /// Concurrent callers share fsyncs.
     ///

@@ -348,7 +348,15 @@ impl Table {
     /// Nothing is read until the first `next`.
     #[must_use]
     pub fn iter(self: &Arc<Self>, start: Option<&[u8]>) -> TableIter {
+        self.iter_with(start, true)
+    }
+
+    /// [`iter`](Self::iter); with `fill_cache` false the blocks it reads are
+    /// not added to the block cache (a compaction's one-time pass).
+    #[must_use]
+    pub fn iter_with(self: &Arc<Self>, start: Option<&[u8]>, fill_cache: bool) -> TableIter {
         TableIter {
+            fill_cache,
             table: Arc::clone(self),
             index: self.index.iter(),
             block: None,
@@ -367,6 +375,15 @@ impl Table {
     /// [`Error::Corruption`] for a handle outside the file or a bad block;
     /// [`Error::Io`] for a failed read.
     pub fn read_block(&self, handle: BlockHandle) -> Result<Block> {
+        self.read_block_with(handle, true)
+    }
+
+    /// [`read_block`](Self::read_block); `fill_cache` false leaves a block
+    /// read from the file out of the cache.
+    ///
+    /// # Errors
+    /// As [`read_block`](Self::read_block).
+    pub fn read_block_with(&self, handle: BlockHandle, fill_cache: bool) -> Result<Block> {
         let end = handle
             .end_with_trailer()
             .filter(|&end| end <= self.size)
@@ -407,7 +424,7 @@ impl Table {
             .len();
         buf.truncate(n);
         let block = Block::decode(Bytes::from(buf)).map_err(|e| e.at(&self.path, handle.offset))?;
-        if let Some((cache, key)) = key {
+        if let Some((cache, key)) = key.filter(|_| fill_cache) {
             cache.insert(key, block.clone());
         }
         Ok(block)
@@ -446,6 +463,8 @@ fn decode_entry(it: &BlockIter) -> std::result::Result<Entry, DecodeError> {
 #[derive(Debug)]
 pub struct TableIter {
     table: Arc<Table>,
+    /// Whether blocks read from the file go into the block cache.
+    fill_cache: bool,
     index: IndexIter,
     /// The current data block's cursor and the block's file offset.
     block: Option<(BlockIter, u64)>,
@@ -469,7 +488,7 @@ impl TableIter {
             self.block = None;
             return Ok(false);
         };
-        let block = self.table.read_block(h)?;
+        let block = self.table.read_block_with(h, self.fill_cache)?;
         let mut it = block.iter();
         match target {
             Some(t) => it.seek(t),

@@ -1,0 +1,627 @@
+//! Leveled compaction, per partition, on a background thread.
+//!
+//! # Shape
+//! Level 0 holds flushed tables (newest first, ranges overlapping); levels
+//! 1 to 6 are sorted runs. Level sizes are *dynamic*: the largest level sets
+//! the scale and each level above it targets a tenth
+//! (`level_size_multiplier`) of the one below; the highest level whose
+//! target still exceeds `level_base_size` is the *base level*, into which
+//! level 0 compacts. A young partition therefore has only level 0 and level
+//! 6; levels appear above level 6 as it grows. Levels above the base level
+//! are expected empty (they hold data only after the partition shrank) and
+//! are drained first.
+//!
+//! # Scores and picking
+//! Level 0 scores `files / l0_compaction_trigger`; a level from the base
+//! level down to level 5 scores `bytes / target`. The highest score `>= 1`
+//! is compacted: all of level 0 with the base-level tables it overlaps, or
+//! one table of level `n` (round robin by key) with the tables of level
+//! `n + 1` it overlaps. A lone input overlapping nothing below is moved
+//! (a manifest edit, no rewrite). The background thread picks, across the
+//! partitions with pending work, the one with the greatest score.
+//!
+//! # What a compaction drops
+//! Iterators pin the tables they read, so no older version is needed by
+//! anyone once a newer one of the same key is in a table: outputs keep only
+//! the newest version of each key. At the bottom (no table of a deeper
+//! level overlaps the compaction's key range) tombstones are dropped and
+//! sequence numbers set to 0. Reads take their table set before their
+//! sequence number, so every table entry they see is at or below it.
+//!
+//! # Failure and races
+//! Outputs are written, synced and their directory synced before the
+//! manifest edit that installs them (removing the inputs); a failure before
+//! the edit deletes them and changes nothing. A partition dropped meanwhile
+//! has its edit refused: nothing is installed. Flushes keep adding level-0
+//! tables during a compaction; they are newer than its inputs and stay.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use bytes::Bytes;
+
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::locks::lock;
+use crate::manifest::{Change, TableRecord, VersionEdit};
+use crate::memtable::Value;
+use crate::merge::{MergeIter, Source};
+use crate::partition::{LevelSource, PartitionState, NUM_LEVELS};
+use crate::sst::{Table, TableBuilder};
+use crate::table_file::{table_file_name, TableFile};
+
+/// The deepest level.
+pub const BOTTOM: usize = NUM_LEVELS - 1;
+
+/// Tables of a partition by level (as [`PartitionState::levels`] returns).
+pub type Levels = [Vec<Arc<TableFile>>; NUM_LEVELS];
+
+/// Compaction settings (from [`Options`](crate::Options)).
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Level-0 files that trigger a compaction.
+    pub l0_trigger: usize,
+    /// Size of the base level's target at most.
+    pub level_base: u64,
+    /// Growth factor between levels.
+    pub multiplier: u64,
+    /// Size at which an output table is cut.
+    pub target_file_size: u64,
+}
+
+/// Level targets: the base level and each level's target size (0 above the
+/// base level and for level 0).
+pub fn targets(bytes: &[u64; NUM_LEVELS], t: &Tuning) -> (usize, [u64; NUM_LEVELS]) {
+    let mut targets = [0u64; NUM_LEVELS];
+    let largest = bytes[1..].iter().copied().max().unwrap_or(0);
+    let multiplier = t.multiplier.max(2);
+    let mut size = largest.max(1);
+    let mut level = BOTTOM;
+    targets[BOTTOM] = size;
+    while level > 1 && size > t.level_base {
+        size /= multiplier;
+        level -= 1;
+        targets[level] = size.max(1);
+    }
+    (level, targets)
+}
+
+/// What to compact.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The level compacted from.
+    pub level: usize,
+    /// Where the outputs go.
+    pub output_level: usize,
+    /// Input tables with their levels.
+    pub inputs: Vec<(usize, Arc<TableFile>)>,
+    /// No deeper table overlaps the inputs: tombstones can go.
+    pub bottom: bool,
+    /// One input overlapping nothing at the output level: move it.
+    pub trivial_move: bool,
+}
+
+/// The most urgent compaction of `levels` and its score (`>= 1` means due),
+/// or `None` if nothing is due. `cursors` holds, per level, the largest key
+/// of the last table picked there (round robin).
+pub fn pick(
+    levels: &Levels,
+    t: &Tuning,
+    cursors: &[Option<Bytes>; NUM_LEVELS],
+) -> Option<(f64, Plan)> {
+    let bytes: [u64; NUM_LEVELS] =
+        std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum());
+    let (base, targets) = targets(&bytes, t);
+    let mut best: Option<(f64, usize)> = None;
+    let mut consider = |score: f64, level: usize| {
+        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, level));
+        }
+    };
+    consider(levels[0].len() as f64 / t.l0_trigger.max(1) as f64, 0);
+    for level in 1..BOTTOM {
+        if bytes[level] == 0 {
+            continue;
+        }
+        if level < base {
+            // Above the base level: drain it (it should be empty).
+            consider(1e9, level);
+        } else {
+            consider(bytes[level] as f64 / targets[level] as f64, level);
+        }
+    }
+    let (score, level) = best?;
+    Some((
+        score,
+        plan_level(levels, level, base, cursors[level].as_deref()),
+    ))
+}
+
+/// Plans a compaction out of `level` (level 0 into `base`, others into the
+/// next level).
+fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>) -> Plan {
+    let (inputs, output_level): (Vec<(usize, Arc<TableFile>)>, usize) = if level == 0 {
+        (levels[0].iter().map(|f| (0, f.clone())).collect(), base)
+    } else {
+        let run = &levels[level];
+        let i = cursor.map_or(0, |c| run.partition_point(|f| f.smallest() <= c));
+        let file = run.get(i).or_else(|| run.first());
+        (
+            file.map(|f| (level, f.clone())).into_iter().collect(),
+            level + 1,
+        )
+    };
+    let Some((smallest, largest)) = key_range(inputs.iter().map(|(_, f)| f)) else {
+        return Plan {
+            level,
+            output_level,
+            inputs,
+            bottom: false,
+            trivial_move: false,
+        };
+    };
+    let overlapping: Vec<(usize, Arc<TableFile>)> = levels[output_level]
+        .iter()
+        .filter(|f| f.overlaps(&smallest, &largest))
+        .map(|f| (output_level, f.clone()))
+        .collect();
+    let trivial_move = inputs.len() == 1 && overlapping.is_empty();
+    let mut all = inputs;
+    all.extend(overlapping);
+    let (smallest, largest) = key_range(all.iter().map(|(_, f)| f)).unwrap_or((smallest, largest));
+    let bottom = levels[output_level + 1..]
+        .iter()
+        .flatten()
+        .all(|f| !f.overlaps(&smallest, &largest));
+    Plan {
+        level,
+        output_level,
+        inputs: all,
+        bottom,
+        trivial_move,
+    }
+}
+
+/// The union of the tables' key ranges.
+fn key_range<'a>(files: impl Iterator<Item = &'a Arc<TableFile>>) -> Option<(Bytes, Bytes)> {
+    let mut range: Option<(Bytes, Bytes)> = None;
+    for f in files {
+        range = Some(match range {
+            None => (
+                Bytes::copy_from_slice(f.smallest()),
+                Bytes::copy_from_slice(f.largest()),
+            ),
+            Some((s, l)) => (
+                if f.smallest() < s.as_ref() {
+                    Bytes::copy_from_slice(f.smallest())
+                } else {
+                    s
+                },
+                if f.largest() > l.as_ref() {
+                    Bytes::copy_from_slice(f.largest())
+                } else {
+                    l
+                },
+            ),
+        });
+    }
+    range
+}
+
+/// Partitions with possible compaction work, under `Inner::compaction`.
+#[derive(Default)]
+pub struct CompactionQueue {
+    /// By partition id: the partition and a generation bumped at every
+    /// schedule (so a stale "nothing to do" does not drop new work).
+    pub(crate) pending: HashMap<u64, (Arc<PartitionState>, u64)>,
+    pub(crate) generation: u64,
+    pub(crate) shutdown: bool,
+    /// A compaction is running on the background thread.
+    pub(crate) running: bool,
+    /// Background compactions completed.
+    pub(crate) done: u64,
+    /// The last background compaction error.
+    pub(crate) last_error: Option<String>,
+}
+
+impl Inner {
+    pub(crate) fn tuning(&self) -> Tuning {
+        Tuning {
+            l0_trigger: self.options.l0_compaction_trigger,
+            level_base: self.options.level_base_size,
+            multiplier: self.options.level_size_multiplier,
+            target_file_size: self.options.target_file_size,
+        }
+    }
+
+    /// Blocks until the compaction thread has nothing left to do (no
+    /// partition pending, none running) or shuts down.
+    pub(crate) fn wait_for_compactions(&self) {
+        let mut q = lock(&self.compaction);
+        while !q.shutdown && (q.running || !q.pending.is_empty()) {
+            q = self
+                .compaction_wake
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Tells the compaction thread that `p` may have work.
+    pub(crate) fn schedule_compaction(&self, p: &Arc<PartitionState>) {
+        if self.options.disable_auto_compactions {
+            return;
+        }
+        let mut q = lock(&self.compaction);
+        q.generation += 1;
+        let generation = q.generation;
+        q.pending.insert(p.id(), (p.clone(), generation));
+        self.compaction_wake.notify_all();
+    }
+
+    /// The compaction thread: runs the most urgent compaction across the
+    /// pending partitions, one at a time.
+    pub(crate) fn compaction_loop(&self) {
+        loop {
+            let candidates: Vec<(Arc<PartitionState>, u64)> = {
+                let mut q = lock(&self.compaction);
+                loop {
+                    if q.shutdown {
+                        return;
+                    }
+                    if !q.pending.is_empty() {
+                        break;
+                    }
+                    q = self
+                        .compaction_wake
+                        .wait(q)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                q.pending.values().cloned().collect()
+            };
+            let tuning = self.tuning();
+            let mut best: Option<(f64, Arc<PartitionState>)> = None;
+            let mut idle = Vec::new();
+            for (p, generation) in candidates {
+                let score = if p.is_dropped() {
+                    None
+                } else {
+                    pick(&p.levels(), &tuning, &Default::default()).map(|(s, _)| s)
+                };
+                match score {
+                    Some(s) if best.as_ref().is_none_or(|(b, _)| s > *b) => best = Some((s, p)),
+                    Some(_) => {}
+                    None => idle.push((p.id(), generation)),
+                }
+            }
+            {
+                let mut q = lock(&self.compaction);
+                for (id, generation) in idle {
+                    if q.pending.get(&id).is_some_and(|(_, g)| *g == generation) {
+                        q.pending.remove(&id);
+                    }
+                }
+                q.running = best.is_some();
+                self.compaction_wake.notify_all();
+            }
+            let Some((_, p)) = best else { continue };
+            let result = self.compact_step(&p);
+            let mut q = lock(&self.compaction);
+            q.running = false;
+            q.done += 1;
+            if let Err(e) = result {
+                // Dropped from the queue: retried at the partition's next
+                // flush, not in a hot loop.
+                q.last_error = Some(e.to_string());
+                q.pending.remove(&p.id());
+            }
+            self.compaction_wake.notify_all();
+        }
+    }
+
+    /// Runs the most urgent compaction of `p`, if any is due; `false` if
+    /// none was.
+    ///
+    /// # Errors
+    /// I/O or corruption; the partition is unchanged.
+    pub(crate) fn compact_step(&self, p: &Arc<PartitionState>) -> Result<bool> {
+        let mut guard = p.lock_compaction();
+        let tuning = self.tuning();
+        let Some((_, plan)) = pick(&p.levels(), &tuning, &guard.cursors) else {
+            return Ok(false);
+        };
+        if plan.level > 0 {
+            if let Some((_, f)) = plan.inputs.first() {
+                guard.cursors[plan.level] = Some(Bytes::copy_from_slice(f.largest()));
+            }
+        }
+        self.run_plan(p, &plan)?;
+        Ok(true)
+    }
+
+    /// Compacts every table of `p` into one sorted run at the bottom level,
+    /// tombstones and shadowed versions dropped (after the caller flushed
+    /// its memtables).
+    ///
+    /// # Errors
+    /// I/O or corruption; the partition is unchanged.
+    pub(crate) fn compact_all(&self, p: &Arc<PartitionState>) -> Result<()> {
+        let _guard = p.lock_compaction();
+        let levels = p.levels();
+        let inputs: Vec<(usize, Arc<TableFile>)> = levels
+            .iter()
+            .enumerate()
+            .flat_map(|(l, run)| run.iter().map(move |f| (l, f.clone())))
+            .collect();
+        let clean = match inputs.as_slice() {
+            [] => true,
+            [(BOTTOM, f)] => self.manifest.with_state(|s| {
+                s.partitions
+                    .get(&p.id())
+                    .and_then(|r| r.levels.get(&(BOTTOM as u8)))
+                    .and_then(|l| l.get(&f.number()))
+                    .is_some_and(|t| t.tombstones == 0 && t.max_seq == 0)
+            }),
+            _ => false,
+        };
+        if clean {
+            return Ok(());
+        }
+        let plan = Plan {
+            level: 0,
+            output_level: BOTTOM,
+            inputs,
+            bottom: true,
+            trivial_move: false,
+        };
+        self.run_plan(p, &plan)
+    }
+
+    /// Executes `plan`: writes the outputs (or moves the one input), logs
+    /// the manifest edit, installs.
+    fn run_plan(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
+        if plan.trivial_move {
+            return self.trivial_move(p, plan);
+        }
+        let read: u64 = plan.inputs.iter().map(|(_, f)| f.size()).sum();
+        let outputs = self.write_outputs(p, plan)?;
+        let mut changes: Vec<Change> = plan
+            .inputs
+            .iter()
+            .map(|(level, f)| Change::RemoveTable {
+                partition: p.id(),
+                level: *level as u8,
+                file: f.number(),
+            })
+            .collect();
+        let max_file = outputs.iter().map(|(r, _)| r.file).max();
+        if let Some(n) = max_file {
+            changes.insert(0, Change::NextFileNumber(n + 1));
+        }
+        changes.extend(outputs.iter().map(|(r, _)| Change::AddTable(r.clone())));
+        let remove_outputs = |outputs: &[(TableRecord, Table)]| {
+            for (r, _) in outputs {
+                let _ = self
+                    .fs
+                    .remove_file(&p.dir().path().join(table_file_name(r.file)));
+            }
+        };
+        if let Err(e) = self.manifest.log(&VersionEdit { changes }) {
+            remove_outputs(&outputs);
+            return if p.is_dropped() { Ok(()) } else { Err(e) };
+        }
+        let written: u64 = outputs.iter().map(|(r, _)| r.size).sum();
+        let files: Vec<Arc<TableFile>> = outputs
+            .into_iter()
+            .map(|(r, table)| {
+                self.tables.insert(r.file, Arc::new(table));
+                Arc::new(TableFile::new(
+                    r.file,
+                    p.dir().clone(),
+                    r.size,
+                    (r.smallest.into(), r.largest.into()),
+                    self.tables.clone(),
+                ))
+            })
+            .collect();
+        let removed: Vec<(usize, u64)> =
+            plan.inputs.iter().map(|(l, f)| (*l, f.number())).collect();
+        p.install_compaction(&removed, plan.output_level, files);
+        for (_, f) in &plan.inputs {
+            f.mark_obsolete();
+        }
+        if p.is_dropped() {
+            p.mark_dropped();
+        }
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .compaction_bytes_read
+            .fetch_add(read, Ordering::Relaxed);
+        self.stats
+            .compaction_bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn trivial_move(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
+        let Some((level, file)) = plan.inputs.first() else {
+            return Ok(());
+        };
+        let record = self.manifest.with_state(|s| {
+            s.partitions
+                .get(&p.id())
+                .and_then(|r| r.levels.get(&(*level as u8)))
+                .and_then(|l| l.get(&file.number()))
+                .cloned()
+        });
+        let Some(mut record) = record else {
+            // Dropped meanwhile (its tables left the manifest).
+            return Ok(());
+        };
+        record.level = plan.output_level as u8;
+        let edit = VersionEdit {
+            changes: vec![
+                Change::RemoveTable {
+                    partition: p.id(),
+                    level: *level as u8,
+                    file: file.number(),
+                },
+                Change::AddTable(record),
+            ],
+        };
+        if let Err(e) = self.manifest.log(&edit) {
+            return if p.is_dropped() { Ok(()) } else { Err(e) };
+        }
+        p.install_compaction(
+            &[(*level, file.number())],
+            plan.output_level,
+            vec![file.clone()],
+        );
+        self.stats.trivial_moves.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Merges the inputs into new tables cut at the target file size.
+    fn write_outputs(
+        &self,
+        p: &Arc<PartitionState>,
+        plan: &Plan,
+    ) -> Result<Vec<(TableRecord, Table)>> {
+        let mut outputs: Vec<(TableRecord, Table)> = Vec::new();
+        let result = self.write_outputs_into(p, plan, &mut outputs);
+        if let Err(e) = result {
+            for (r, _) in &outputs {
+                let _ = self
+                    .fs
+                    .remove_file(&p.dir().path().join(table_file_name(r.file)));
+            }
+            return Err(e);
+        }
+        Ok(outputs)
+    }
+
+    fn write_outputs_into(
+        &self,
+        p: &Arc<PartitionState>,
+        plan: &Plan,
+        outputs: &mut Vec<(TableRecord, Table)>,
+    ) -> Result<()> {
+        // Sources newest first: level 0 (newest first), then each level.
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for level in 0..NUM_LEVELS {
+            let run: Vec<Arc<TableFile>> = plan
+                .inputs
+                .iter()
+                .filter(|(l, _)| *l == level)
+                .map(|(_, f)| f.clone())
+                .collect();
+            if run.is_empty() {
+                continue;
+            }
+            if level == 0 {
+                for f in run {
+                    sources.push(Box::new(f.source(None, false)?));
+                }
+            } else {
+                sources.push(Box::new(LevelSource::new(run, None, false)));
+            }
+        }
+        let options = self.table_options();
+        let mut current: Option<(TableBuilder, u64)> = None;
+        let mut last_key: Option<Bytes> = None;
+        for (n, entry) in MergeIter::new(sources).enumerate() {
+            if n % 1024 == 0 && self.closing() {
+                if let Some((_, number)) = current.take() {
+                    let _ = self
+                        .fs
+                        .remove_file(&p.dir().path().join(table_file_name(number)));
+                }
+                return Err(Error::Closed);
+            }
+            let entry = entry?;
+            if last_key.as_ref() == Some(&entry.key) {
+                continue; // an older version of a key already written
+            }
+            last_key = Some(entry.key.clone());
+            if plan.bottom && matches!(entry.value, Value::Delete) {
+                continue;
+            }
+            let seq = if plan.bottom { 0 } else { entry.seq };
+            if current.is_none() {
+                let number = self.next_file.fetch_add(1, Ordering::AcqRel);
+                let path = p.dir().path().join(table_file_name(number));
+                let file = self.fs.create(&path)?;
+                current = Some((TableBuilder::new(file, path, p.id(), &options), number));
+            }
+            if let Some((builder, number)) = &mut current {
+                if let Err(e) = builder.add(&entry.key, seq, &entry.value) {
+                    let _ = self
+                        .fs
+                        .remove_file(&p.dir().path().join(table_file_name(*number)));
+                    return Err(e);
+                }
+                if builder.estimated_size() >= self.options.target_file_size {
+                    if let Some((builder, number)) = current.take() {
+                        outputs.push(self.finish_table(p, builder, number, plan.output_level)?);
+                    }
+                }
+            }
+        }
+        if let Some((builder, number)) = current.take() {
+            outputs.push(self.finish_table(p, builder, number, plan.output_level)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1 << 20;
+
+    fn tuning() -> Tuning {
+        Tuning {
+            l0_trigger: 4,
+            level_base: 256 * MB,
+            multiplier: 10,
+            target_file_size: 64 * MB,
+        }
+    }
+
+    #[test]
+    fn a_small_partition_compacts_level0_into_the_bottom_level() {
+        let (base, t) = targets(&[0; NUM_LEVELS], &tuning());
+        assert_eq!(base, BOTTOM);
+        assert_eq!(t[BOTTOM], 1);
+        let mut bytes = [0; NUM_LEVELS];
+        bytes[BOTTOM] = 200 * MB;
+        assert_eq!(targets(&bytes, &tuning()).0, BOTTOM);
+    }
+
+    #[test]
+    fn levels_appear_above_the_bottom_as_it_grows() {
+        let mut bytes = [0; NUM_LEVELS];
+        bytes[BOTTOM] = 1000 * MB;
+        let (base, t) = targets(&bytes, &tuning());
+        assert_eq!((base, t[5]), (5, 100 * MB));
+        bytes[BOTTOM] = 100_000 * MB;
+        let (base, t) = targets(&bytes, &tuning());
+        assert_eq!(base, 3);
+        assert_eq!((t[3], t[4], t[5]), (100 * MB, 1000 * MB, 10_000 * MB));
+        assert_eq!((t[1], t[2]), (0, 0), "above the base level");
+        // The largest level sets the scale even if it is not the bottom.
+        let mut moved = [0; NUM_LEVELS];
+        moved[4] = 1000 * MB;
+        assert_eq!(targets(&moved, &tuning()).0, 5);
+    }
+
+    #[test]
+    fn level1_is_the_highest_base_level() {
+        let mut bytes = [0; NUM_LEVELS];
+        bytes[BOTTOM] = u64::MAX / 2;
+        let (base, t) = targets(&bytes, &tuning());
+        assert_eq!(base, 1);
+        assert!(t[1] > 256 * MB);
+    }
+}

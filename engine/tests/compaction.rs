@@ -1,0 +1,319 @@
+//! Compaction end to end on the simulated file system: background leveled
+//! compaction keeps reads right and level 0 short; `compact` purges
+//! tombstones and frees the space; iterators keep their snapshot across
+//! compactions and a drop; space stays bounded under overwrite churn.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use kalamdb_lsm::compaction::BOTTOM;
+use kalamdb_lsm::fs::{Fs, SimFs};
+use kalamdb_lsm::{Db, Options, WriteOp};
+
+const DIR: &str = "/db";
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Tiny memtables, tables and levels: compaction runs all the time.
+fn tiny(sim: &SimFs) -> Options {
+    Options {
+        fs: Arc::new(sim.clone()),
+        memtable_size: 4 << 10,
+        block_size: 256,
+        target_file_size: 8 << 10,
+        level_base_size: 16 << 10,
+        l0_compaction_trigger: 2,
+        max_open_files: 8,
+        block_cache_size: 32 << 10,
+        ..Options::default()
+    }
+}
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn apply(db: &Db, model: &mut Model, p: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+    db.write(
+        [WriteOp {
+            partition: p,
+            key: key.clone(),
+            value: value.clone(),
+        }],
+        None,
+    )
+    .expect("write");
+    match value {
+        Some(v) => model.insert(key, v),
+        None => model.remove(&key),
+    };
+}
+
+fn check(db: &Db, p: &str, model: &Model) {
+    let scanned: Model = db
+        .scan(p, None, None)
+        .expect("scan")
+        .map(|r| r.expect("entry"))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    assert_eq!(scanned.len(), model.len());
+    assert!(scanned == *model, "scan differs from the model");
+    for (k, v) in model.iter().step_by(7) {
+        assert_eq!(db.get(p, k).expect("get").as_deref(), Some(v.as_slice()));
+    }
+}
+
+fn random_ops(db: &Db, model: &mut Model, p: &str, rng: &mut Rng, n: usize, keys: u64) {
+    for _ in 0..n {
+        let k = format!("k{:05}", rng.below(keys)).into_bytes();
+        if rng.below(5) == 0 {
+            apply(db, model, p, k, None);
+        } else {
+            let len = 10 + rng.below(60) as usize;
+            let seed = rng.next();
+            let v: Vec<u8> = (0..len).map(|i| (seed >> (i % 8 * 8)) as u8).collect();
+            apply(db, model, p, k, Some(v));
+        }
+    }
+}
+
+#[test]
+fn background_compaction_keeps_reads_right_and_level0_short() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, tiny(&sim)).expect("open");
+    db.create_partition("p").expect("create");
+    db.create_partition("q").expect("create");
+    let (mut mp, mut mq) = (Model::new(), Model::new());
+    let mut rng = Rng(7);
+    for round in 0..8 {
+        random_ops(&db, &mut mp, "p", &mut rng, 1500, 2000);
+        random_ops(&db, &mut mq, "q", &mut rng, 300, 500);
+        check(&db, "p", &mp);
+        if round % 3 == 0 {
+            db.flush().expect("flush");
+        }
+    }
+    db.flush().expect("flush");
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert!(s.compactions > 0, "{s:?}");
+    assert!(s.levels[0].0 < 2 * 2, "level 0 stays short: {:?}", s.levels);
+    assert!(
+        s.levels[1..].iter().any(|(files, _)| *files > 0),
+        "data reached the levels: {:?}",
+        s.levels
+    );
+    check(&db, "p", &mp);
+    check(&db, "q", &mq);
+    drop(db);
+    let db = Db::open(DIR, tiny(&sim)).expect("reopen");
+    check(&db, "p", &mp);
+    check(&db, "q", &mq);
+    // And again with more work after the reopen.
+    random_ops(&db, &mut mp, "p", &mut rng, 2000, 2000);
+    db.flush().expect("flush");
+    db.wait_for_compactions();
+    check(&db, "p", &mp);
+}
+
+#[test]
+fn compaction_chooses_levels_like_the_design_says() {
+    // Synchronous compactions only, to look at each step's shape.
+    let sim = SimFs::new();
+    let options = Options {
+        disable_auto_compactions: true,
+        memtable_size: 1 << 20,
+        ..tiny(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    let mut rng = Rng(3);
+    // Two flushes: level 0 reaches the trigger; a young partition compacts
+    // level 0 straight into the bottom level.
+    for _ in 0..2 {
+        random_ops(&db, &mut model, "p", &mut rng, 200, 400);
+        db.flush().expect("flush");
+    }
+    assert_eq!(db.stats().levels[0].0, 2);
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!(s.levels[0].0, 0, "{:?}", s.levels);
+    assert!(s.levels[BOTTOM].0 >= 1, "{:?}", s.levels);
+    check(&db, "p", &model);
+    // Grow well past the base size: levels above the bottom appear and
+    // every level from 1 stays a disjoint sorted run (checked at reopen).
+    for _ in 0..30 {
+        random_ops(&db, &mut model, "p", &mut rng, 400, 6000);
+        db.flush().expect("flush");
+        db.compact_due().expect("compact");
+    }
+    let s = db.stats();
+    assert!(
+        s.levels[1..BOTTOM].iter().any(|(f, _)| *f > 0),
+        "intermediate levels in use: {:?}",
+        s.levels
+    );
+    check(&db, "p", &model);
+}
+
+#[test]
+fn trivial_move_when_nothing_overlaps() {
+    let sim = SimFs::new();
+    let options = Options {
+        disable_auto_compactions: true,
+        l0_compaction_trigger: 1,
+        memtable_size: 1 << 20,
+        ..tiny(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    for i in 0..50 {
+        apply(
+            &db,
+            &mut model,
+            "p",
+            format!("a{i:03}").into_bytes(),
+            Some(vec![1; 20]),
+        );
+    }
+    db.flush().expect("flush");
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!((s.trivial_moves, s.compactions), (1, 0), "{s:?}");
+    assert_eq!(s.levels[BOTTOM].0, 1);
+    check(&db, "p", &model);
+}
+
+#[test]
+fn compact_purges_deleted_data_and_frees_the_files() {
+    let sim = SimFs::new();
+    let options = Options {
+        memtable_size: 64 << 10,
+        target_file_size: 64 << 10,
+        level_base_size: 256 << 10,
+        ..tiny(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    let value = vec![7u8; 200];
+    for i in 0..10_000u32 {
+        apply(
+            &db,
+            &mut model,
+            "p",
+            i.to_be_bytes().to_vec(),
+            Some(value.clone()),
+        );
+    }
+    db.flush().expect("flush");
+    let peak = db.partition_size("p").expect("size");
+    assert!(peak > 2_000_000, "{peak}");
+    for i in 0..10_000u32 {
+        apply(&db, &mut model, "p", i.to_be_bytes().to_vec(), None);
+    }
+    db.compact("p").expect("compact");
+    let size = db.partition_size("p").expect("size");
+    assert!(size * 100 < peak, "{size} of {peak}");
+    assert_eq!(db.stats().tables, 0, "no table is left: all deleted");
+    let pdirs: Vec<String> = sim
+        .read_dir(Path::new(DIR))
+        .expect("ls")
+        .into_iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    for d in pdirs {
+        let files = sim.read_dir(&Path::new(DIR).join(&d)).expect("ls");
+        assert!(files.is_empty(), "{d}: {files:?}");
+    }
+    check(&db, "p", &model);
+}
+
+#[test]
+fn iterator_keeps_its_snapshot_across_compactions_and_a_drop() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, tiny(&sim)).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    let mut rng = Rng(11);
+    random_ops(&db, &mut model, "p", &mut rng, 3000, 1500);
+    db.flush().expect("flush");
+    let snapshot = model.clone();
+    let mut iter = db.scan("p", None, None).expect("scan");
+    let mut seen = Model::new();
+    for _ in 0..10 {
+        if let Some(r) = iter.next() {
+            let (k, v) = r.expect("entry");
+            seen.insert(k.to_vec(), v.to_vec());
+        }
+    }
+    for _ in 0..10 {
+        random_ops(&db, &mut model, "p", &mut rng, 1000, 1500);
+        db.flush().expect("flush");
+        db.compact_due().expect("compact");
+    }
+    db.compact("p").expect("compact");
+    assert!(db.stats().compactions > 5);
+    db.drop_partition("p").expect("drop");
+    for r in iter {
+        let (k, v) = r.expect("entry");
+        seen.insert(k.to_vec(), v.to_vec());
+    }
+    assert!(seen == snapshot, "the iterator returned its whole snapshot");
+    // Nothing holds the dropped partition any more: its directory is gone.
+    db.wait_for_compactions();
+    let dirs: Vec<String> = sim
+        .read_dir(Path::new(DIR))
+        .expect("ls")
+        .into_iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert!(dirs.is_empty(), "{dirs:?}");
+}
+
+#[test]
+fn overwrite_churn_keeps_space_near_live_data() {
+    let sim = SimFs::new();
+    let options = Options {
+        memtable_size: 32 << 10,
+        target_file_size: 32 << 10,
+        level_base_size: 128 << 10,
+        l0_compaction_trigger: 4,
+        ..tiny(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    db.create_partition("p").expect("create");
+    let mut rng = Rng(5);
+    let keys = 4000u64; // × ~116 bytes ≈ 460 KiB live
+    let mut model = Model::new();
+    for _ in 0..40_000 {
+        let k = format!("key{:08}", rng.below(keys)).into_bytes();
+        let v = rng.next().to_le_bytes().repeat(13);
+        apply(&db, &mut model, "p", k, Some(v));
+    }
+    db.flush().expect("flush");
+    db.wait_for_compactions();
+    let live: u64 = model.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let s = db.stats();
+    assert!(
+        s.table_bytes * 2 <= live * 3,
+        "table bytes {} vs live {live}: {:?}",
+        s.table_bytes,
+        s.levels
+    );
+    check(&db, "p", &model);
+}
