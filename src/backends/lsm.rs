@@ -304,13 +304,11 @@ impl StorageBackend for LsmBackend {
         self.db.partition_size(partition.name()).map_err(map_err)
     }
 
+    /// Flushes the partition's memtables, then merges all its tables into
+    /// one sorted run with shadowed versions and tombstones dropped; runs
+    /// in `spawn_blocking` when a tokio runtime is present.
     async fn compact(&self, partition: &Partition) -> Result<()> {
-        // Data lives in memtables and the WAL until SSTables land: there is
-        // nothing to compact yet beyond checking the partition.
-        if self.db.partition_exists(partition.name()) {
-            Ok(())
-        } else {
-            Err(Error::PartitionNotFound(partition.name().to_string()))
-        }
+        let name = partition.name().to_string();
+        self.blocking(move |db| db.compact(&name)).await
     }
 }
