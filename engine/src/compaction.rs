@@ -25,8 +25,9 @@
 //! anyone once a newer one of the same key is in a table: outputs keep only
 //! the newest version of each key. At the bottom (no table of a deeper
 //! level overlaps the compaction's key range) tombstones are dropped and
-//! sequence numbers set to 0. Reads take their table set before their
-//! sequence number, so every table entry they see is at or below it.
+//! sequence numbers set to 0. A read never sees a table with entries above
+//! its sequence number ([`PartitionState::read_set_at`]), so the versions
+//! dropped are never the ones it needs.
 //!
 //! # Failure and races
 //! Outputs are written, synced and their directory synced before the
@@ -286,7 +287,7 @@ impl Inner {
                 let score = if p.is_dropped() {
                     None
                 } else {
-                    pick(&p.levels(), &tuning, &Default::default()).map(|(s, _)| s)
+                    pick(&p.levels().levels, &tuning, &Default::default()).map(|(s, _)| s)
                 };
                 match score {
                     Some(s) if best.as_ref().is_none_or(|(b, _)| s > *b) => best = Some((s, p)),
@@ -327,7 +328,7 @@ impl Inner {
     pub(crate) fn compact_step(&self, p: &Arc<PartitionState>) -> Result<bool> {
         let mut guard = p.lock_compaction();
         let tuning = self.tuning();
-        let Some((_, plan)) = pick(&p.levels(), &tuning, &guard.cursors) else {
+        let Some((_, plan)) = pick(&p.levels().levels, &tuning, &guard.cursors) else {
             return Ok(false);
         };
         if plan.level > 0 {
@@ -347,21 +348,21 @@ impl Inner {
     /// I/O or corruption; the partition is unchanged.
     pub(crate) fn compact_all(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _guard = p.lock_compaction();
-        let levels = p.levels();
-        let inputs: Vec<(usize, Arc<TableFile>)> = levels
+        let version = p.levels();
+        let inputs: Vec<(usize, Arc<TableFile>)> = version
+            .levels
             .iter()
             .enumerate()
             .flat_map(|(l, run)| run.iter().map(move |f| (l, f.clone())))
             .collect();
         let clean = match inputs.as_slice() {
             [] => true,
-            [(BOTTOM, f)] => self.manifest.with_state(|s| {
-                s.partitions
-                    .get(&p.id())
-                    .and_then(|r| r.levels.get(&(BOTTOM as u8)))
-                    .and_then(|l| l.get(&f.number()))
-                    .is_some_and(|t| t.tombstones == 0 && t.max_seq == 0)
-            }),
+            // Written by a bottom-level compaction (all sequence numbers
+            // zeroed, so no shadowed versions) and without tombstones.
+            [(BOTTOM, f)] => {
+                let props = f.table()?.properties().clone();
+                props.tombstone_count == 0 && props.max_seq == 0
+            }
             _ => false,
         };
         if clean {

@@ -515,10 +515,8 @@ impl Db {
         end: Option<&[u8]>,
     ) -> Result<SnapshotIter> {
         let p = self.partition(partition)?;
-        // The tables and memtables first, then the sequence number (see
-        // `PartitionState::get`).
-        let merge = MergeIter::new(p.sources(start)?);
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let (sources, seq) = p.sources(start, &self.inner.visible_seq)?;
+        let merge = MergeIter::new(sources);
         Ok(SnapshotIter::new(
             merge,
             seq,

@@ -49,11 +49,25 @@ struct Tables {
     active: Option<Arc<Memtable>>,
     /// Full memtables, oldest first.
     immutables: Vec<Arc<Memtable>>,
-    /// Tables by level. Level 0: newest first, ranges may overlap. Levels
-    /// 1..: each a sorted run, ordered by key, ranges disjoint. For any key,
-    /// a table in a lower-numbered level holds only newer versions than one
-    /// in a higher-numbered level.
-    levels: [Vec<Arc<TableFile>>; NUM_LEVELS],
+    /// The current version: the tables by level. Replaced, never changed
+    /// in place, so a reader takes it with one `Arc` clone.
+    version: Arc<Version>,
+}
+
+/// The tables of a partition at one moment.
+///
+/// Level 0: newest first, ranges may overlap. Levels 1..: each a sorted
+/// run, ordered by key, ranges disjoint. For any key, a table in a
+/// lower-numbered level holds only newer versions than one in a
+/// higher-numbered level.
+#[derive(Debug, Default, Clone)]
+pub struct Version {
+    /// Tables by level.
+    pub levels: [Vec<Arc<TableFile>>; NUM_LEVELS],
+    /// The largest sequence number flushed into a table since open (0 for
+    /// tables found at open: everything then is visible). Compaction adds no
+    /// new entries, so it does not change it.
+    pub max_seq: SeqNo,
 }
 
 /// Number of levels (0 to 6).
@@ -62,7 +76,7 @@ pub const NUM_LEVELS: usize = 7;
 /// A partition's readable state at one moment, newest first.
 pub struct ReadSet {
     memtables: Vec<Arc<Memtable>>,
-    levels: [Vec<Arc<TableFile>>; NUM_LEVELS],
+    version: Arc<Version>,
 }
 
 impl PartitionState {
@@ -99,7 +113,7 @@ impl PartitionState {
     pub fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
         self.dir.mark_dropped();
-        for t in read(&self.tables).levels.iter().flatten() {
+        for t in read(&self.tables).version.levels.iter().flatten() {
             t.mark_obsolete();
         }
     }
@@ -123,7 +137,8 @@ impl PartitionState {
     /// first, that is in increasing file number).
     pub fn push_table(&self, level: usize, table: Arc<TableFile>) {
         let mut tables = write(&self.tables);
-        let Some(run) = tables.levels.get_mut(level) else {
+        let version = Arc::make_mut(&mut tables.version);
+        let Some(run) = version.levels.get_mut(level) else {
             return;
         };
         if level == 0 {
@@ -140,8 +155,8 @@ impl PartitionState {
     }
 
     /// The tables by level, now.
-    pub fn levels(&self) -> [Vec<Arc<TableFile>>; NUM_LEVELS] {
-        read(&self.tables).levels.clone()
+    pub fn levels(&self) -> Arc<Version> {
+        read(&self.tables).version.clone()
     }
 
     /// Replaces compacted tables: removes `removed` (level, file number)
@@ -153,12 +168,13 @@ impl PartitionState {
         added: Vec<Arc<TableFile>>,
     ) {
         let mut tables = write(&self.tables);
+        let version = Arc::make_mut(&mut tables.version);
         for (l, number) in removed {
-            if let Some(run) = tables.levels.get_mut(*l) {
+            if let Some(run) = version.levels.get_mut(*l) {
                 run.retain(|t| t.number() != *number);
             }
         }
-        if let Some(run) = tables.levels.get_mut(level) {
+        if let Some(run) = version.levels.get_mut(level) {
             for t in added {
                 if level == 0 {
                     run.push(t);
@@ -174,7 +190,7 @@ impl PartitionState {
     pub fn level_shape(&self) -> [(usize, u64); NUM_LEVELS] {
         let tables = read(&self.tables);
         std::array::from_fn(|l| {
-            let run = &tables.levels[l];
+            let run = &tables.version.levels[l];
             (run.len(), run.iter().map(|t| t.size()).sum())
         })
     }
@@ -185,7 +201,7 @@ impl PartitionState {
     /// A description of the first overlap.
     pub fn check_levels(&self) -> std::result::Result<(), String> {
         let tables = read(&self.tables);
-        for (level, run) in tables.levels.iter().enumerate().skip(1) {
+        for (level, run) in tables.version.levels.iter().enumerate().skip(1) {
             for pair in run.windows(2) {
                 if pair[0].largest() >= pair[1].smallest() {
                     return Err(format!(
@@ -284,7 +300,9 @@ impl PartitionState {
     /// Replaces a flushed memtable by its table, atomically for readers.
     pub fn install_flushed(&self, memtable: &Arc<Memtable>, table: Arc<TableFile>) {
         let mut tables = write(&self.tables);
-        tables.levels[0].insert(0, table);
+        let version = Arc::make_mut(&mut tables.version);
+        version.levels[0].insert(0, table);
+        version.max_seq = version.max_seq.max(memtable.max_seq());
         tables.immutables.retain(|m| !Arc::ptr_eq(m, memtable));
     }
 
@@ -310,28 +328,39 @@ impl PartitionState {
                 .chain(tables.immutables.iter().rev())
                 .cloned()
                 .collect(),
-            levels: tables.levels.clone(),
+            version: tables.version.clone(),
         }
     }
 
-    /// The newest version of `key` visible at the sequence number read from
-    /// `visible` *after* taking the memtables and tables to read:
-    /// `Some(Some(v))` a value, `Some(None)` deleted, `None` unknown.
+    /// What a read at the current sequence number sees, and that number.
     ///
-    /// That order matters. Every entry of an installed table was visible
-    /// before the table was installed, so it is at or below the snapshot,
-    /// and compaction may have dropped older versions it shadows or zeroed
-    /// its sequence number: a snapshot taken before the table set could miss
-    /// both the new version and the old one. Writes published after the
-    /// table set was taken may be missed if they went to a memtable created
-    /// since: those are the newest entries of the partition, so the read sees
-    /// a consistent earlier state.
+    /// The sequence number is read *before* the memtables and tables: a
+    /// batch published later is then invisible as a whole, even if a
+    /// memtable rotation split its entries between two memtables. But a
+    /// table installed in between could hold entries above it — and
+    /// compaction may have dropped the older versions they shadow — so if
+    /// the version's newest flushed entry is above the number, the read
+    /// starts over: every entry of an installed table was visible before the
+    /// install, so the next attempt succeeds unless yet another table was
+    /// installed meanwhile.
+    pub fn read_set_at(&self, visible: &AtomicU64) -> (ReadSet, SeqNo) {
+        loop {
+            let snapshot = visible.load(Ordering::Acquire);
+            let set = self.read_set();
+            if set.version.max_seq <= snapshot {
+                return (set, snapshot);
+            }
+        }
+    }
+
+    /// The newest version of `key` visible now (see
+    /// [`read_set_at`](Self::read_set_at)): `Some(Some(v))` a value,
+    /// `Some(None)` deleted, `None` unknown.
     ///
     /// # Errors
     /// I/O or corruption reading a table.
     pub fn get(&self, key: &[u8], visible: &AtomicU64) -> Result<Option<Option<Bytes>>> {
-        let set = self.read_set();
-        let snapshot: SeqNo = visible.load(Ordering::Acquire);
+        let (set, snapshot) = self.read_set_at(visible);
         for m in &set.memtables {
             match m.get(key, snapshot) {
                 Some(Value::Put(v)) => return Ok(Some(Some(v))),
@@ -339,8 +368,8 @@ impl PartitionState {
                 None => {}
             }
         }
-        let candidates = set.levels[0].iter().chain(
-            set.levels[1..]
+        let candidates = set.version.levels[0].iter().chain(
+            set.version.levels[1..]
                 .iter()
                 .filter_map(|run| table_for_key(run, key)),
         );
@@ -355,26 +384,31 @@ impl PartitionState {
     }
 
     /// Iterator sources from `start`, newest first (pinned: they hold the
-    /// memtables and table files they read).
+    /// memtables and table files they read), and the sequence number to
+    /// read them at (see [`read_set_at`](Self::read_set_at)).
     ///
     /// # Errors
     /// I/O or corruption opening a table.
-    pub fn sources(&self, start: Option<&[u8]>) -> Result<Vec<Box<dyn Source>>> {
-        let set = self.read_set();
+    pub fn sources(
+        &self,
+        start: Option<&[u8]>,
+        visible: &AtomicU64,
+    ) -> Result<(Vec<Box<dyn Source>>, SeqNo)> {
+        let (set, snapshot) = self.read_set_at(visible);
         let mut out: Vec<Box<dyn Source>> =
-            Vec::with_capacity(set.memtables.len() + set.levels[0].len() + NUM_LEVELS);
+            Vec::with_capacity(set.memtables.len() + set.version.levels[0].len() + NUM_LEVELS);
         for m in &set.memtables {
             out.push(Box::new(m.iter(start)));
         }
-        for t in &set.levels[0] {
+        for t in &set.version.levels[0] {
             out.push(Box::new(t.source(start, true)?));
         }
-        for run in &set.levels[1..] {
+        for run in &set.version.levels[1..] {
             if !run.is_empty() {
                 out.push(Box::new(LevelSource::new(run.clone(), start, true)));
             }
         }
-        Ok(out)
+        Ok((out, snapshot))
     }
 
     /// Approximate bytes held in memtables.
@@ -391,6 +425,7 @@ impl PartitionState {
     /// Bytes of the partition's table files.
     pub fn table_bytes(&self) -> u64 {
         read(&self.tables)
+            .version
             .levels
             .iter()
             .flatten()
@@ -400,7 +435,7 @@ impl PartitionState {
 
     /// Number of table files.
     pub fn table_count(&self) -> usize {
-        read(&self.tables).levels.iter().map(Vec::len).sum()
+        read(&self.tables).version.levels.iter().map(Vec::len).sum()
     }
 
     /// Number of memtables (active + immutable).
