@@ -151,8 +151,9 @@ fn phases(dir: &Path) -> Result<(), Box<dyn Error>> {
     }
     let decode = t.elapsed();
 
+    let usage = std::sync::Arc::new(kalamdb_lsm::write_buffer::MemoryUsage::default());
     let partitions: HashMap<u64, PartitionState> = (1..=PARTITIONS.len() as u64)
-        .map(|id| (id, PartitionState::new(id, format!("p{id}"))))
+        .map(|id| (id, PartitionState::new(id, format!("p{id}"), usage.clone())))
         .collect();
     let t = Instant::now();
     for d in &data {

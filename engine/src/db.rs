@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::batch::{encode_batch, BatchOp};
@@ -14,7 +14,7 @@ use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
 use crate::locks::{lock, read, write};
 use crate::manifest::{Change, Manifest, VersionEdit};
-use crate::memtable::SeqNo;
+use crate::memtable::{Memtable, SeqNo};
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::PartitionState;
@@ -22,6 +22,7 @@ use crate::recovery;
 use crate::sst::Table;
 use crate::table_file::{parse_table_file_name, table_file_name, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
+use crate::write_buffer::{MemoryUsage, WalSpace};
 
 /// File name of the lock file in the database directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -57,6 +58,8 @@ pub(crate) struct Counters {
     pub(crate) wal_syncs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
+    pub(crate) budget_rotations: AtomicU64,
+    pub(crate) wal_rotations: AtomicU64,
 }
 
 /// A snapshot of the engine's counters and shape.
@@ -66,8 +69,18 @@ pub struct Stats {
     pub partitions: usize,
     /// Memtables (active and immutable) across partitions.
     pub memtables: usize,
-    /// Approximate bytes in memtables.
+    /// Approximate bytes of memtables holding unflushed data (active and
+    /// immutable): what counts against `Options::write_buffer_size`.
     pub memtable_bytes: usize,
+    /// The active (mutable) part of `memtable_bytes`.
+    pub active_memtable_bytes: usize,
+    /// Approximate bytes of flushed memtables that iterators still hold:
+    /// memory in use, but not counted against the budget.
+    pub pinned_memtable_bytes: usize,
+    /// Live WAL files (the one being written included).
+    pub wal_files: usize,
+    /// Bytes of the live WAL files.
+    pub wal_files_bytes: u64,
     /// Writes (batches) committed since open.
     pub writes: u64,
     /// Group commits since open (writes / groups = average group size).
@@ -86,6 +99,25 @@ pub struct Stats {
     pub flushes: u64,
     /// Bytes written by flushes since open.
     pub flush_bytes_written: u64,
+    /// Memtables rotated early because of `Options::write_buffer_size`.
+    pub budget_rotations: u64,
+    /// Memtables rotated early because of `Options::max_total_wal_size`.
+    pub wal_limit_rotations: u64,
+}
+
+/// The shape of one partition, from [`Db::partition_stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Memtables (active and immutable).
+    pub memtables: usize,
+    /// Approximate bytes of its memtables (active and immutable).
+    pub memtable_bytes: usize,
+    /// Approximate bytes of its active memtable.
+    pub active_memtable_bytes: usize,
+    /// Table files.
+    pub tables: usize,
+    /// Bytes of its table files.
+    pub table_bytes: u64,
 }
 
 pub(crate) struct Inner {
@@ -102,12 +134,15 @@ pub(crate) struct Inner {
     pub(crate) flush: Mutex<FlushQueue>,
     pub(crate) flush_wake: Condvar,
     pub(crate) next_file: AtomicU64,
-    /// Numbers of the WAL files on disk.
-    pub(crate) wal_files: Mutex<std::collections::BTreeSet<u64>>,
+    /// The live WAL files.
+    pub(crate) wals: WalSpace,
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) committer_wake: Condvar,
     pub(crate) wal: Mutex<WalWriter>,
-    pub(crate) memory: AtomicUsize,
+    /// Bytes of memtables holding unflushed data.
+    pub(crate) usage: Arc<MemoryUsage>,
+    /// Flushed memtables, which iterators may still hold.
+    pub(crate) retired: Mutex<Vec<Weak<Memtable>>>,
     pub(crate) stats: Counters,
     lock: Mutex<Option<Box<dyn FileLock>>>,
 }
@@ -153,9 +188,10 @@ impl Db {
         })?;
         let manifest = Manifest::open(&fs, &dir, options.manifest_rollover_size)?;
         let state = manifest.state();
+        let usage = Arc::new(MemoryUsage::default());
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
-            let p = Arc::new(PartitionState::new(*id, record.name.clone()));
+            let p = Arc::new(PartitionState::new(*id, record.name.clone(), usage.clone()));
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
             for tables in record.levels.values() {
@@ -172,9 +208,7 @@ impl Db {
         let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
-        let mut wal_files = recovered.wal_files.clone();
-        wal_files.insert(recovered.next_wal_number);
-        let memory = partitions.values().map(|p| p.memory()).sum();
+        let wals = WalSpace::new(recovered.wal_files.clone(), recovered.next_wal_number);
         let table_max_seq = state
             .partitions
             .values()
@@ -200,7 +234,7 @@ impl Db {
             manifest,
             flush: Mutex::new(FlushQueue::default()),
             flush_wake: Condvar::new(),
-            wal_files: Mutex::new(wal_files),
+            wals,
             commit: Mutex::new(CommitState {
                 queue: VecDeque::new(),
                 leader_active: false,
@@ -216,7 +250,8 @@ impl Db {
             }),
             committer_wake: Condvar::new(),
             wal: Mutex::new(wal),
-            memory: AtomicUsize::new(memory),
+            usage,
+            retired: Mutex::new(Vec::new()),
             stats: Counters::default(),
             lock: Mutex::new(Some(file_lock)),
             options,
@@ -238,6 +273,9 @@ impl Db {
         if !big.is_empty() {
             inner.schedule_flush(big);
         }
+        // The recovered memtables and WAL files may exceed the budget or
+        // the WAL limit.
+        inner.request_limit_check();
         Ok(Db {
             inner,
             committer: Some(committer),
@@ -284,7 +322,11 @@ impl Db {
         };
         write(&self.inner.partitions).insert(
             name.to_string(),
-            Arc::new(PartitionState::new(id, name.to_string())),
+            Arc::new(PartitionState::new(
+                id,
+                name.to_string(),
+                self.inner.usage.clone(),
+            )),
         );
         Ok(())
     }
@@ -307,13 +349,6 @@ impl Db {
             .log(&VersionEdit::one(Change::DropPartition { id }))?;
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
-            let freed = p.memory();
-            let _ = self
-                .inner
-                .memory
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                    Some(m.saturating_sub(freed))
-                });
         }
         Ok(())
     }
@@ -328,6 +363,27 @@ impl Db {
             self.inner.flush_partition(&p)?;
         }
         Ok(())
+    }
+
+    /// Waits until the flush thread is idle: no flush queued or running and
+    /// no check of the write-buffer budget or WAL limit pending — the
+    /// flushes that the writes so far triggered have completed.
+    ///
+    /// # Errors
+    /// The error of a background flush that failed since the last call.
+    pub fn wait_for_flushes(&self) -> Result<()> {
+        let mut q = lock(&self.inner.flush);
+        while !q.shutdown && (q.busy || q.check || !q.pending.is_empty()) {
+            q = self
+                .inner
+                .flush_wake
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match q.last_error.take() {
+            Some(e) => Err(Error::Io(std::io::Error::other(e))),
+            None => Ok(()),
+        }
     }
 
     /// A catalogue change is durable when it returns, so every write
@@ -356,6 +412,21 @@ impl Db {
     pub fn partition_size(&self, name: &str) -> Result<u64> {
         let p = self.partition(name)?;
         Ok(p.memory() as u64 + p.table_bytes())
+    }
+
+    /// Memtables and tables of a partition.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn partition_stats(&self, name: &str) -> Result<PartitionStats> {
+        let p = self.partition(name)?;
+        Ok(PartitionStats {
+            memtables: p.memtable_count(),
+            memtable_bytes: p.memory(),
+            active_memtable_bytes: p.active_size(),
+            tables: p.table_count(),
+            table_bytes: p.table_bytes(),
+        })
     }
 
     /// The newest visible value of `key`.
@@ -477,7 +548,15 @@ impl Db {
         Stats {
             partitions: partitions.len(),
             memtables: partitions.values().map(|p| p.memtable_count()).sum(),
-            memtable_bytes: self.inner.memory.load(Ordering::Relaxed),
+            memtable_bytes: self.inner.usage.unflushed(),
+            active_memtable_bytes: self.inner.usage.active(),
+            pinned_memtable_bytes: lock(&self.inner.retired)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|m| m.approximate_size())
+                .sum(),
+            wal_files: self.inner.wals.count(),
+            wal_files_bytes: self.inner.wals.closed_bytes() + lock(&self.inner.wal).len(),
             writes: self.inner.stats.writes.load(Ordering::Relaxed),
             write_groups: self.inner.stats.groups.load(Ordering::Relaxed),
             wal_bytes_written: self.inner.stats.wal_bytes.load(Ordering::Relaxed),
@@ -487,6 +566,8 @@ impl Db {
             table_bytes: partitions.values().map(|p| p.table_bytes()).sum(),
             flushes: self.inner.stats.flushes.load(Ordering::Relaxed),
             flush_bytes_written: self.inner.stats.flush_bytes.load(Ordering::Relaxed),
+            budget_rotations: self.inner.stats.budget_rotations.load(Ordering::Relaxed),
+            wal_limit_rotations: self.inner.stats.wal_rotations.load(Ordering::Relaxed),
         }
     }
 }

@@ -34,8 +34,9 @@ pub mod recovery;
 pub mod sst;
 pub mod table_file;
 pub mod wal;
+pub mod write_buffer;
 
 pub use completion::Completion;
-pub use db::{Db, Stats, WriteOp};
+pub use db::{Db, PartitionStats, Stats, WriteOp};
 pub use error::{Error, Result};
 pub use options::Options;
