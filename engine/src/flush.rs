@@ -15,9 +15,10 @@
 //! the commit leader sees a limit exceeded (see [`write_buffer`]) it asks the
 //! flush thread for a check, and the thread, before its next flush:
 //! - **write-buffer budget**: when the memtables holding unflushed data
-//!   exceed `write_buffer_size`, rotates the largest active memtables first
-//!   until the active bytes are at most 7/8 of the budget — once the
-//!   scheduled flushes complete, usage is back under the budget;
+//!   exceed `write_buffer_size` and the active ones 7/8 of it, rotates the
+//!   largest active memtables first until the active bytes are at most 3/4
+//!   of the budget — once the scheduled flushes complete, usage is back
+//!   under the budget;
 //! - **WAL limit**: when the live WAL files exceed `max_total_wal_size`,
 //!   rotates every active memtable holding data in the oldest live WAL file
 //!   (however small: a partition written once must not pin WAL files

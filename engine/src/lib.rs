@@ -10,9 +10,10 @@
 //! durability levels ([`commit`]), per-partition memtables on a lock-free skip
 //! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]),
 //! SSTables ([`sst`], `docs/format/sstable.md`), flushes of memtables to
-//! level-0 tables ([`flush`]), the manifest ([`manifest`],
-//! `docs/format/manifest.md`) and recovery ([`recovery`]). Compaction, the
-//! block and table caches and the write-buffer budget come next.
+//! level-0 tables ([`flush`]) scheduled by size, by the global write-buffer
+//! budget and by the WAL size limit ([`write_buffer`]), the manifest
+//! ([`manifest`], `docs/format/manifest.md`) and recovery ([`recovery`]).
+//! Compaction and the block and table caches come next.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 

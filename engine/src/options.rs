@@ -19,11 +19,11 @@ pub struct Options {
     pub memtable_size: usize,
     /// Budget for the memtables holding unflushed data (active and
     /// immutable), across partitions (default 256 MiB; 0 disables). When it
-    /// is exceeded the flush thread flushes the largest active memtables
-    /// first, until the active bytes are at most 7/8 of the budget. Flushed
-    /// memtables that iterators still hold do not count. It schedules
-    /// flushes only; it never slows writers (if flushes fall behind, usage
-    /// exceeds it). `Stats::memtable_bytes` shows the usage.
+    /// is exceeded (and the active memtables exceed 7/8 of it), the flush
+    /// thread flushes the largest active memtables first until they are at
+    /// most 3/4 of it. Flushed memtables that iterators still hold do not
+    /// count. It schedules flushes only and never slows writers: if flushes
+    /// fall behind, usage exceeds it. `Stats::memtable_bytes` shows usage.
     pub write_buffer_size: usize,
     /// Most bytes of live WAL files (default 0: 4 × `write_buffer_size`,
     /// unlimited if that is 0 too). When exceeded, every memtable holding

@@ -70,19 +70,20 @@ fn sub(counter: &AtomicUsize, bytes: usize) {
     debug_assert!(before >= bytes, "memory accounting underflow");
 }
 
-/// What the budget tries to keep active memtables under once exceeded:
-/// 7/8 of it. The slack makes one round of rotations free a batch of
-/// memory, instead of rescanning every partition at each write once the
-/// budget is reached.
+/// What rotations for the budget bring the active bytes down to: 3/4 of
+/// the budget.
 pub fn budget_target(budget: usize) -> usize {
-    budget - budget / 8
+    budget - budget / 4
 }
 
 /// Whether the budget asks for rotations: the unflushed bytes exceed it and
-/// the active ones are above [`budget_target`] (when they are not, the
-/// flushes already scheduled bring usage under the budget).
+/// the active ones exceed 7/8 of it. When the active bytes are lower, the
+/// flushes already scheduled bring usage under the budget. The gap between
+/// 7/8 (trigger) and 3/4 ([`budget_target`]) makes each round of rotations
+/// free at least 1/8 of the budget, so the flush thread does not rescan the
+/// partitions at every write while its flushes lag behind.
 pub fn over_budget(usage: &MemoryUsage, budget: usize) -> bool {
-    budget > 0 && usage.unflushed() > budget && usage.active() > budget_target(budget)
+    budget > 0 && usage.unflushed() > budget && usage.active() > budget - budget / 8
 }
 
 /// Chooses memtables to rotate for the budget: `candidates` are
@@ -245,7 +246,15 @@ mod tests {
         assert!(!over_budget(&usage, 1000));
         usage.released(800);
         assert_eq!(usage.unflushed(), 300);
-        assert_eq!(budget_target(1000), 875);
+        assert_eq!(budget_target(1000), 750);
+        // Over the budget with active bytes between 3/4 and 7/8: the
+        // immutable ones will do.
+        usage.inserted(820);
+        usage.rotated(300);
+        assert_eq!((usage.unflushed(), usage.active()), (1120, 820));
+        assert!(!over_budget(&usage, 1000));
+        usage.inserted(60);
+        assert!(over_budget(&usage, 1000));
     }
 
     #[test]
