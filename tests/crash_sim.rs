@@ -156,12 +156,25 @@ async fn execute(backend: &LsmBackend, step: &Step) -> Result<(), kalamdb_store:
     }
 }
 
-fn options(fs: &SimFs) -> LsmOptions {
-    LsmOptions {
+/// Small memtables and WAL files; for odd seeds also a tiny write-buffer
+/// budget and WAL limit, so flushes the flush thread chooses (largest
+/// memtable first; every partition in the oldest WAL file) run under
+/// crashes too.
+fn options(fs: &SimFs, seed: u64) -> LsmOptions {
+    let base = LsmOptions {
         fs: Arc::new(fs.clone()),
         memtable_size: 2048,
         wal_file_size: 4096,
         ..LsmOptions::default()
+    };
+    if seed % 2 == 1 {
+        LsmOptions {
+            write_buffer_size: 3072,
+            max_total_wal_size: 8192,
+            ..base
+        }
+    } else {
+        base
     }
 }
 
@@ -184,7 +197,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let mut rng = Rng(seed);
         let sim = SimFs::new();
         let dir = "/db";
-        let mut backend = Some(LsmBackend::new(dir, options(&sim)).map_err(|e| format!("first open: {e}"))?);
+        let mut backend = Some(LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("first open: {e}"))?);
         let base_ops = sim.op_count();
         let steps = 20 + rng.below(280) as usize;
         // The crash point, counted in file operations after open; sometimes
@@ -208,7 +221,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
             // must make earlier sessions' unsynced writes durable too.
             if rng.chance(20) {
                 drop(backend.take());
-                match LsmBackend::new(dir, options(&sim)) {
+                match LsmBackend::new(dir, options(&sim, seed)) {
                     Ok(b) => backend = Some(b),
                     // The injected failure hit the reopen: that is the crash.
                     Err(_) => break,
@@ -244,16 +257,16 @@ fn run_seed(seed: u64) -> Result<(), String> {
         // Sometimes crash again while recovering.
         if rng.chance(300) {
             sim.inject(Fault::any(FaultError::EIO).nth(1 + rng.below(30)).persistent());
-            let attempt = LsmBackend::new(dir, options(&sim));
+            let attempt = LsmBackend::new(dir, options(&sim, seed));
             sim.crash_with(mode, rng.next());
             drop(attempt);
             sim.clear_faults();
         }
 
-        let backend = LsmBackend::new(dir, options(&sim)).map_err(|e| format!("reopen: {e}"))?;
+        let backend = LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("reopen: {e}"))?;
         let recovered = state(&backend).await;
         drop(backend);
-        let backend = LsmBackend::new(dir, options(&sim)).map_err(|e| format!("second reopen: {e}"))?;
+        let backend = LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("second reopen: {e}"))?;
         let again = state(&backend).await;
         if again != recovered {
             return Err(format!("two reopens differ:\n{recovered:?}\n{again:?}"));

@@ -154,13 +154,17 @@ fn phases(dir: &Path) -> Result<(), Box<dyn Error>> {
     }
     let decode = t.elapsed();
 
+    let usage = std::sync::Arc::new(kalamdb_lsm::write_buffer::MemoryUsage::default());
     let partitions: HashMap<u64, PartitionState> = (1..=PARTITIONS.len() as u64)
         .map(|id| {
             let dir = Arc::new(PartitionDir::new(
                 PathBuf::from(format!("/nonexistent/{id}")),
                 Arc::new(RealFs::new()),
             ));
-            (id, PartitionState::new(id, format!("p{id}"), dir))
+            (
+                id,
+                PartitionState::new(id, format!("p{id}"), dir, usage.clone()),
+            )
         })
         .collect();
     let t = Instant::now();

@@ -164,7 +164,7 @@ impl Inner {
             let needs_sync = group.iter().any(|p| p.sync);
             drop(st);
 
-            let wal_number = match self.write_group(&mut group, first_seq) {
+            let (wal_number, wal_len) = match self.write_group(&mut group, first_seq) {
                 Ok(n) => n,
                 Err(e) => {
                     let why = e.to_string();
@@ -178,27 +178,27 @@ impl Inner {
             };
 
             let mut seq = first_seq;
-            let mut grew = 0usize;
             let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
             for p in &group {
                 for r in &p.ops {
-                    let (g, full) = r.target.insert(
+                    let full = r.target.insert(
                         &r.op.key,
                         seq,
                         r.op.value.as_deref(),
                         self.options.memtable_size,
                         wal_number,
                     );
-                    grew += g;
                     if full {
                         rotated.push(r.target.clone());
                     }
                     seq += 1;
                 }
             }
-            self.memory.fetch_add(grew, Ordering::Relaxed);
             if !rotated.is_empty() {
                 self.schedule_flush(rotated);
+            }
+            if self.limits_exceeded(wal_number, wal_len) {
+                self.request_limit_check();
             }
             self.stats
                 .writes
@@ -222,8 +222,8 @@ impl Inner {
 
     /// Patches sequence numbers into the group's records and writes them to
     /// the WAL with one write, rotating the WAL first if it is full. Returns
-    /// the number of the WAL file written.
-    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<u64> {
+    /// the number of the WAL file written and its size after the write.
+    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<(u64, u64)> {
         let mut seq = first_seq;
         for p in group.iter_mut() {
             if let Some(slot) = p.payload.get_mut(FIRST_SEQ_RANGE) {
@@ -244,7 +244,7 @@ impl Inner {
         self.stats
             .wal_bytes
             .fetch_add(wal.len() - before, Ordering::Relaxed);
-        Ok(wal.number())
+        Ok((wal.number(), wal.len()))
     }
 
     /// Starts a new WAL file; the old one is synced by the committer before
@@ -257,7 +257,7 @@ impl Inner {
         let header = crate::batch::encode_previous_wal(wal.number(), wal.len());
         fresh.append([header.as_slice()])?;
         let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
-        lock(&self.wal_files).insert(number);
+        self.wals.rotated(wal.number(), wal.len(), number);
         let mut st = lock(&self.commit);
         st.next_wal_number = number + 1;
         let old = std::mem::replace(&mut st.current_sync, handle);

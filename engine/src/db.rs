@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::batch::{encode_batch, BatchOp};
@@ -17,13 +17,14 @@ use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
 use crate::locks::{lock, read, write};
 use crate::manifest::{Change, Manifest, VersionEdit};
-use crate::memtable::SeqNo;
+use crate::memtable::{Memtable, SeqNo};
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
 use crate::recovery;
 use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
+use crate::write_buffer::{MemoryUsage, WalSpace};
 
 /// File name of the lock file in the database directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -64,6 +65,8 @@ pub(crate) struct Counters {
     pub(crate) trivial_moves: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
+    pub(crate) budget_rotations: AtomicU64,
+    pub(crate) wal_rotations: AtomicU64,
 }
 
 /// A snapshot of the engine's counters and shape.
@@ -73,8 +76,18 @@ pub struct Stats {
     pub partitions: usize,
     /// Memtables (active and immutable) across partitions.
     pub memtables: usize,
-    /// Approximate bytes in memtables.
+    /// Approximate bytes of memtables holding unflushed data (active and
+    /// immutable): what counts against `Options::write_buffer_size`.
     pub memtable_bytes: usize,
+    /// The active (mutable) part of `memtable_bytes`.
+    pub active_memtable_bytes: usize,
+    /// Approximate bytes of flushed memtables that iterators still hold:
+    /// memory in use, but not counted against the budget.
+    pub pinned_memtable_bytes: usize,
+    /// Live WAL files (the one being written included).
+    pub wal_files: usize,
+    /// Bytes of the live WAL files.
+    pub wal_files_bytes: u64,
     /// Writes (batches) committed since open.
     pub writes: u64,
     /// Group commits since open (writes / groups = average group size).
@@ -107,6 +120,25 @@ pub struct Stats {
     pub block_cache: BlockCacheStats,
     /// The table cache (open table files).
     pub table_cache: TableCacheStats,
+    /// Memtables rotated early because of `Options::write_buffer_size`.
+    pub budget_rotations: u64,
+    /// Memtables rotated early because of `Options::max_total_wal_size`.
+    pub wal_limit_rotations: u64,
+}
+
+/// The shape of one partition, from [`Db::partition_stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Memtables (active and immutable).
+    pub memtables: usize,
+    /// Approximate bytes of its memtables (active and immutable).
+    pub memtable_bytes: usize,
+    /// Approximate bytes of its active memtable.
+    pub active_memtable_bytes: usize,
+    /// Table files.
+    pub tables: usize,
+    /// Bytes of its table files.
+    pub table_bytes: u64,
 }
 
 pub(crate) struct Inner {
@@ -123,16 +155,19 @@ pub(crate) struct Inner {
     pub(crate) flush: Mutex<FlushQueue>,
     pub(crate) flush_wake: Condvar,
     pub(crate) next_file: AtomicU64,
-    /// Numbers of the WAL files on disk.
-    pub(crate) wal_files: Mutex<std::collections::BTreeSet<u64>>,
+    /// The live WAL files.
+    pub(crate) wals: WalSpace,
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) committer_wake: Condvar,
     pub(crate) wal: Mutex<WalWriter>,
-    pub(crate) memory: AtomicUsize,
     /// Open tables; through it, the block cache.
     pub(crate) tables: Arc<TableCache>,
     pub(crate) compaction: Mutex<CompactionQueue>,
     pub(crate) compaction_wake: Condvar,
+    /// Bytes of memtables holding unflushed data.
+    pub(crate) usage: Arc<MemoryUsage>,
+    /// Flushed memtables, which iterators may still hold.
+    pub(crate) retired: Mutex<Vec<Weak<Memtable>>>,
     pub(crate) stats: Counters,
     lock: Mutex<Option<Box<dyn FileLock>>>,
 }
@@ -185,10 +220,16 @@ impl Db {
             block_cache,
             options.mmap_reads,
         ));
+        let usage = Arc::new(MemoryUsage::default());
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
             let pdir = Arc::new(PartitionDir::new(dir.join(id.to_string()), fs.clone()));
-            let p = Arc::new(PartitionState::new(*id, record.name.clone(), pdir.clone()));
+            let p = Arc::new(PartitionState::new(
+                *id,
+                record.name.clone(),
+                pdir.clone(),
+                usage.clone(),
+            ));
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
             for (&level, tables) in &record.levels {
@@ -250,9 +291,7 @@ impl Db {
         let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
-        let mut wal_files = recovered.wal_files.clone();
-        wal_files.insert(recovered.next_wal_number);
-        let memory = partitions.values().map(|p| p.memory()).sum();
+        let wals = WalSpace::new(recovered.wal_files.clone(), recovered.next_wal_number);
         let table_max_seq = state
             .partitions
             .values()
@@ -278,7 +317,7 @@ impl Db {
             manifest,
             flush: Mutex::new(FlushQueue::default()),
             flush_wake: Condvar::new(),
-            wal_files: Mutex::new(wal_files),
+            wals,
             commit: Mutex::new(CommitState {
                 queue: VecDeque::new(),
                 leader_active: false,
@@ -294,10 +333,11 @@ impl Db {
             }),
             committer_wake: Condvar::new(),
             wal: Mutex::new(wal),
-            memory: AtomicUsize::new(memory),
             tables: table_cache,
             compaction: Mutex::new(CompactionQueue::default()),
             compaction_wake: Condvar::new(),
+            usage,
+            retired: Mutex::new(Vec::new()),
             stats: Counters::default(),
             lock: Mutex::new(Some(file_lock)),
             options,
@@ -328,6 +368,9 @@ impl Db {
         if !big.is_empty() {
             inner.schedule_flush(big);
         }
+        // The recovered memtables and WAL files may exceed the budget or
+        // the WAL limit.
+        inner.request_limit_check();
         Ok(Db {
             inner,
             committer: Some(committer),
@@ -382,6 +425,7 @@ impl Db {
                     self.inner.dir.join(id.to_string()),
                     self.inner.fs.clone(),
                 )),
+                self.inner.usage.clone(),
             )),
         );
         Ok(())
@@ -407,13 +451,6 @@ impl Db {
         lock(&self.inner.compaction).pending.remove(&id);
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
-            let freed = p.memory();
-            let _ = self
-                .inner
-                .memory
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                    Some(m.saturating_sub(freed))
-                });
         }
         Ok(())
     }
@@ -463,6 +500,27 @@ impl Db {
         Ok(())
     }
 
+    /// Waits until the flush thread is idle: no flush queued or running and
+    /// no check of the write-buffer budget or WAL limit pending — the
+    /// flushes that the writes so far triggered have completed.
+    ///
+    /// # Errors
+    /// The error of a background flush that failed since the last call.
+    pub fn wait_for_flushes(&self) -> Result<()> {
+        let mut q = lock(&self.inner.flush);
+        while !q.shutdown && (q.busy || q.check || !q.pending.is_empty()) {
+            q = self
+                .inner
+                .flush_wake
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match q.last_error.take() {
+            Some(e) => Err(Error::Io(std::io::Error::other(e))),
+            None => Ok(()),
+        }
+    }
+
     /// A catalogue change is durable when it returns, so every write
     /// acknowledged before it must be durable too — otherwise a power loss
     /// could keep the change but lose earlier writes (a hole in history).
@@ -489,6 +547,21 @@ impl Db {
     pub fn partition_size(&self, name: &str) -> Result<u64> {
         let p = self.partition(name)?;
         Ok(p.memory() as u64 + p.table_bytes())
+    }
+
+    /// Memtables and tables of a partition.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn partition_stats(&self, name: &str) -> Result<PartitionStats> {
+        let p = self.partition(name)?;
+        Ok(PartitionStats {
+            memtables: p.memtable_count(),
+            memtable_bytes: p.memory(),
+            active_memtable_bytes: p.active_size(),
+            tables: p.table_count(),
+            table_bytes: p.table_bytes(),
+        })
     }
 
     /// The newest visible value of `key`.
@@ -617,7 +690,15 @@ impl Db {
         Stats {
             partitions: partitions.len(),
             memtables: partitions.values().map(|p| p.memtable_count()).sum(),
-            memtable_bytes: self.inner.memory.load(Ordering::Relaxed),
+            memtable_bytes: self.inner.usage.unflushed(),
+            active_memtable_bytes: self.inner.usage.active(),
+            pinned_memtable_bytes: lock(&self.inner.retired)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|m| m.approximate_size())
+                .sum(),
+            wal_files: self.inner.wals.count(),
+            wal_files_bytes: self.inner.wals.closed_bytes() + lock(&self.inner.wal).len(),
             writes: self.inner.stats.writes.load(Ordering::Relaxed),
             write_groups: self.inner.stats.groups.load(Ordering::Relaxed),
             wal_bytes_written: self.inner.stats.wal_bytes.load(Ordering::Relaxed),
@@ -634,6 +715,8 @@ impl Db {
             levels,
             block_cache: self.inner.tables.block_cache().stats(),
             table_cache: self.inner.tables.stats(),
+            budget_rotations: self.inner.stats.budget_rotations.load(Ordering::Relaxed),
+            wal_limit_rotations: self.inner.stats.wal_rotations.load(Ordering::Relaxed),
         }
     }
 }

@@ -10,10 +10,28 @@
 //! A failed flush leaves no manifest edit; the memtable stays and the flush
 //! is retried on the next signal. After each flush, WAL files that no
 //! memtable needs any more are recorded (`LogNumber`) and deleted.
+//!
+//! What gets flushed, besides memtables that reached `memtable_size`: when
+//! the commit leader sees a limit exceeded (see [`write_buffer`]) it asks the
+//! flush thread for a check, and the thread, before its next flush:
+//! - **write-buffer budget**: when the memtables holding unflushed data
+//!   exceed `write_buffer_size` and the active ones 7/8 of it, rotates the
+//!   largest active memtables first until the active bytes are at most 3/4
+//!   of the budget — once the scheduled flushes complete, usage is back
+//!   under the budget;
+//! - **WAL limit**: when the live WAL files exceed `max_total_wal_size`,
+//!   rotates every active memtable holding data in the oldest live WAL file
+//!   (however small: a partition written once must not pin WAL files
+//!   forever), so that file is deleted after their flushes.
+//!
+//! The thread checks again whenever its queue runs empty, so the WAL limit
+//! converges without further writes. Nothing here stalls writers.
+//!
+//! [`write_buffer`]: crate::write_buffer
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use crate::db::Inner;
 use crate::error::{Error, Result};
@@ -24,67 +42,187 @@ use crate::partition::PartitionState;
 use crate::sst::{Table, TableBuilder, TableOptions};
 use crate::table_file::{table_file_name, TableFile};
 use crate::wal::writer::wal_file_name;
+use crate::write_buffer::{budget_target, max_total_wal_size, over_budget, pick_largest};
 
 /// Partitions waiting for a flush, under `Inner::flush`.
 #[derive(Default)]
 pub struct FlushQueue {
     pub(crate) pending: VecDeque<Arc<PartitionState>>,
     pub(crate) shutdown: bool,
+    /// A check of the write-buffer budget and the WAL limit is requested.
+    pub(crate) check: bool,
+    /// The flush thread is working (flushing or checking).
+    pub(crate) busy: bool,
     /// Flushes completed (for waiters such as `Db::flush`).
     pub(crate) done: u64,
-    /// The last flush error, reported by `Db::flush`.
+    /// The last flush error, reported by `Db::wait_for_flushes`.
     pub(crate) last_error: Option<String>,
 }
 
+/// The flush thread's next job.
+enum Job {
+    Check,
+    Flush(Arc<PartitionState>),
+}
+
 impl Inner {
-    /// Queues partitions whose memtables rotated.
+    /// Queues partitions whose memtables rotated (each once).
     pub(crate) fn schedule_flush(&self, partitions: Vec<Arc<PartitionState>>) {
         let mut q = lock(&self.flush);
-        q.pending.extend(partitions);
+        q.pending
+            .extend(partitions.into_iter().filter(|p| p.mark_queued()));
         self.flush_wake.notify_all();
+    }
+
+    /// Asks the flush thread to check the budget and the WAL limit.
+    pub(crate) fn request_limit_check(&self) {
+        let mut q = lock(&self.flush);
+        if !q.check {
+            q.check = true;
+            self.flush_wake.notify_all();
+        }
+    }
+
+    /// Whether a limit asks for a check: cheap enough for every group
+    /// commit. `wal` is the WAL file being written and `wal_len` its size.
+    pub(crate) fn limits_exceeded(&self, wal: u64, wal_len: u64) -> bool {
+        over_budget(&self.usage, self.options.write_buffer_size)
+            || self
+                .wals
+                .over_limit(wal, wal_len, max_total_wal_size(&self.options))
     }
 
     /// The flush thread.
     pub(crate) fn flush_loop(&self) {
+        let mut q = lock(&self.flush);
         loop {
-            let next = {
-                let mut q = lock(&self.flush);
-                loop {
-                    if q.shutdown {
-                        return;
-                    }
-                    if let Some(p) = q.pending.pop_front() {
-                        break p;
-                    }
-                    q = self
-                        .flush_wake
-                        .wait(q)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
+            let job = match self.next_job(q) {
+                Some(job) => job,
+                None => return,
             };
-            let result = self.flush_partition(&next);
-            let mut q = lock(&self.flush);
-            q.done += 1;
-            if let Err(e) = result {
-                q.last_error = Some(e.to_string());
+            match job {
+                Job::Check => {
+                    let (picked, claimed) = self.enforce_limits();
+                    q = lock(&self.flush);
+                    // A WAL file claimed with nothing to flush was released
+                    // right away: the next oldest may be over the limit too.
+                    if claimed && picked.is_empty() {
+                        q.check = true;
+                    }
+                    q.pending
+                        .extend(picked.into_iter().filter(|p| p.mark_queued()));
+                }
+                Job::Flush(p) => {
+                    p.clear_queued();
+                    let result = self.flush_partition(&p);
+                    drop(p);
+                    q = lock(&self.flush);
+                    q.done += 1;
+                    if let Err(e) = result {
+                        q.last_error = Some(e.to_string());
+                    }
+                    // Check again once the queue runs empty: the flushes may
+                    // have freed the oldest WAL file while the limit is still
+                    // exceeded.
+                    if q.pending.is_empty() {
+                        q.check = true;
+                    }
+                }
             }
             self.flush_wake.notify_all();
         }
+    }
+
+    /// Waits for a job; `None` at shutdown. Marks the thread idle (and tells
+    /// waiters) while it waits.
+    fn next_job(&self, mut q: MutexGuard<'_, FlushQueue>) -> Option<Job> {
+        loop {
+            if q.shutdown {
+                q.busy = false;
+                self.flush_wake.notify_all();
+                return None;
+            }
+            if q.check {
+                q.check = false;
+                q.busy = true;
+                return Some(Job::Check);
+            }
+            if let Some(p) = q.pending.pop_front() {
+                q.busy = true;
+                return Some(Job::Flush(p));
+            }
+            if q.busy {
+                q.busy = false;
+                self.flush_wake.notify_all();
+            }
+            q = self
+                .flush_wake
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Rotates the memtables that the budget and the WAL limit ask to
+    /// flush; returns their partitions (largest first for the budget) and
+    /// whether the oldest WAL file was claimed for the limit.
+    fn enforce_limits(&self) -> (Vec<Arc<PartitionState>>, bool) {
+        let mut picked = Vec::new();
+        let budget = self.options.write_buffer_size;
+        if over_budget(&self.usage, budget) {
+            let candidates: Vec<(usize, Arc<PartitionState>)> = self
+                .partitions_snapshot()
+                .into_iter()
+                .map(|p| (p.active_size(), p))
+                .filter(|(size, _)| *size > 0)
+                .collect();
+            let chosen = pick_largest(candidates, self.usage.active(), budget_target(budget));
+            for (_, p) in chosen {
+                if p.rotate() {
+                    self.stats.budget_rotations.fetch_add(1, Ordering::Relaxed);
+                    picked.push(p);
+                }
+            }
+        }
+        let (current, current_len) = {
+            let wal = lock(&self.wal);
+            (wal.number(), wal.len())
+        };
+        let limit = max_total_wal_size(&self.options);
+        let claimed = self.wals.claim_oldest(current, current_len, limit);
+        if let Some(oldest) = claimed {
+            let before = picked.len();
+            for p in self.partitions_snapshot() {
+                if p.rotate_if(|m| m.wal() <= oldest).is_some() {
+                    self.stats.wal_rotations.fetch_add(1, Ordering::Relaxed);
+                    picked.push(p);
+                }
+            }
+            if picked.len() == before {
+                // No active memtable holds data in it: the file may already
+                // be unneeded (its partitions flushed or dropped).
+                let _one_at_a_time = lock(&self.flush_lock);
+                if let Err(e) = self.release_wals() {
+                    lock(&self.flush).last_error = Some(e.to_string());
+                }
+            }
+        }
+        (picked, claimed.is_some())
     }
 
     /// Flushes every immutable memtable of `p`, oldest first.
     pub(crate) fn flush_partition(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _one_at_a_time = lock(&self.flush_lock);
         while let Some(memtable) = p.oldest_immutable() {
-            if p.is_dropped() {
+            if p.is_dropped() || !self.flush_memtable(p, &memtable)? {
                 return Ok(());
             }
-            self.flush_memtable(p, &memtable)?;
         }
         self.release_wals()
     }
 
-    fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<()> {
+    /// Flushes one memtable; `Ok(false)` if the partition was dropped
+    /// meanwhile (nothing installed).
+    fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<bool> {
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
         let pdir = p.dir().path().to_path_buf();
         if !self.fs.exists(&pdir)? {
@@ -122,7 +260,13 @@ impl Inner {
             // Refused (partition dropped meanwhile) or failed: nothing refers
             // to the file.
             let _ = self.fs.remove_file(&path);
-            return if p.is_dropped() { Ok(()) } else { Err(e) };
+            // The drop is logged before the partition is marked dropped:
+            // the manifest knows first.
+            let dropped = p.is_dropped()
+                || self
+                    .manifest
+                    .with_state(|s| !s.partitions.contains_key(&p.id()));
+            return if dropped { Ok(false) } else { Err(e) };
         }
         // Copies: slices would keep the table's metadata buffer alive after
         // the table cache closes it.
@@ -145,14 +289,9 @@ impl Inner {
         p.set_flushed_seq(memtable.max_seq());
         p.install_flushed(memtable, file);
         self.schedule_compaction(p);
-        let freed = memtable.approximate_size();
-        let _ = self
-            .memory
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                Some(m.saturating_sub(freed))
-            });
+        self.retire(memtable);
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     fn build_table(
@@ -224,6 +363,14 @@ impl Inner {
         result
     }
 
+    /// Keeps a flushed memtable in the list of those iterators may still
+    /// hold (for `Stats::pinned_memtable_bytes`), forgetting freed ones.
+    fn retire(&self, memtable: &Arc<Memtable>) {
+        let mut retired = lock(&self.retired);
+        retired.retain(|m| m.strong_count() > 0);
+        retired.push(Arc::downgrade(memtable));
+    }
+
     /// Records and deletes WAL files that no memtable needs any more.
     pub(crate) fn release_wals(&self) -> Result<()> {
         let current = lock(&self.wal).number();
@@ -234,11 +381,7 @@ impl Inner {
             .min()
             .unwrap_or(current)
             .min(current);
-        let obsolete: Vec<u64> = lock(&self.wal_files)
-            .iter()
-            .copied()
-            .filter(|n| *n < needed)
-            .collect();
+        let obsolete = self.wals.below(needed);
         if obsolete.is_empty() {
             return Ok(());
         }
@@ -249,7 +392,7 @@ impl Inner {
         }
         for n in obsolete {
             self.fs.remove_file(&self.dir.join(wal_file_name(n)))?;
-            lock(&self.wal_files).remove(&n);
+            self.wals.removed(n);
         }
         Ok(())
     }

@@ -10,9 +10,10 @@
 //! durability levels ([`commit`]), per-partition memtables on a lock-free skip
 //! list ([`memtable`]), a merge iterator for snapshot scans ([`merge`]),
 //! SSTables ([`sst`], `docs/format/sstable.md`), flushes of memtables to
-//! level-0 tables ([`flush`]), the manifest ([`manifest`],
-//! `docs/format/manifest.md`), recovery ([`recovery`]) and the block and
-//! table caches ([`cache`]). Compaction comes next.
+//! level-0 tables ([`flush`]) scheduled by size, by the global write-buffer
+//! budget and by the WAL size limit ([`write_buffer`]), leveled compaction
+//! ([`compaction`]), the manifest ([`manifest`], `docs/format/manifest.md`),
+//! recovery ([`recovery`]) and the block and table caches ([`cache`]).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 
@@ -36,8 +37,9 @@ pub mod recovery;
 pub mod sst;
 pub mod table_file;
 pub mod wal;
+pub mod write_buffer;
 
 pub use completion::Completion;
-pub use db::{Db, Stats, WriteOp};
+pub use db::{Db, PartitionStats, Stats, WriteOp};
 pub use error::{Error, Result};
 pub use options::Options;

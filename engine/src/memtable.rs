@@ -198,18 +198,19 @@ impl Memtable {
     }
 
     /// Records version `seq` of `key`: `Some(value)` is a put, `None` a
-    /// delete (tombstone). The bytes are copied.
-    pub fn insert(&self, key: &[u8], seq: SeqNo, value: Option<&[u8]>) {
+    /// delete (tombstone). The bytes are copied. Returns the bytes it added
+    /// to [`approximate_size`](Self::approximate_size).
+    pub fn insert(&self, key: &[u8], seq: SeqNo, value: Option<&[u8]>) -> usize {
         self.insert_shared(
             Bytes::copy_from_slice(key),
             seq,
             value.map(Bytes::copy_from_slice),
-        );
+        )
     }
 
     /// As [`insert`](Self::insert), taking shared buffers without copying
     /// (recovery slices one buffer holding every replayed key and value).
-    pub fn insert_shared(&self, key: Bytes, seq: SeqNo, value: Option<Bytes>) {
+    pub fn insert_shared(&self, key: Bytes, seq: SeqNo, value: Option<Bytes>) -> usize {
         let value = match value {
             Some(v) => Value::Put(v),
             None => Value::Delete,
@@ -222,6 +223,7 @@ impl Memtable {
         self.map.insert(InternalKey { user_key: key, seq }, value);
         self.size.fetch_add(charge, AtomicOrdering::Relaxed);
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
+        charge
     }
 
     /// The newest version of `key` with sequence number `<= snapshot`.

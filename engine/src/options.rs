@@ -17,9 +17,21 @@ pub struct Options {
     /// Size at which a partition's memtable becomes immutable and is flushed
     /// to a level-0 table (default 32 MiB).
     pub memtable_size: usize,
-    /// Budget for all memtables together (default 256 MiB). Tracked in
-    /// stats; not enforced yet (each memtable flushes at `memtable_size`).
+    /// Budget for the memtables holding unflushed data (active and
+    /// immutable), across partitions (default 256 MiB; 0 disables). When it
+    /// is exceeded (and the active memtables exceed 7/8 of it), the flush
+    /// thread flushes the largest active memtables first until they are at
+    /// most 3/4 of it. Flushed memtables that iterators still hold do not
+    /// count. It schedules flushes only and never slows writers: if flushes
+    /// fall behind, usage exceeds it. `Stats::memtable_bytes` shows usage.
     pub write_buffer_size: usize,
+    /// Most bytes of live WAL files (default 0: 4 × `write_buffer_size`,
+    /// unlimited if that is 0 too). When exceeded, every memtable holding
+    /// data in the oldest WAL file is flushed, however small, so that file
+    /// can be deleted: a partition written once does not keep WAL files
+    /// forever. Checked at each group commit; not a hard limit (the file
+    /// being written, and flushes in progress, may keep usage above it).
+    pub max_total_wal_size: u64,
     /// Size at which the WAL moves to a new file (default 64 MiB).
     pub wal_file_size: u64,
     /// Most bytes of write batches one group commit takes (default 4 MiB).
@@ -68,6 +80,7 @@ impl Default for Options {
             sync_writes: false,
             memtable_size: 32 << 20,
             write_buffer_size: 256 << 20,
+            max_total_wal_size: 0,
             wal_file_size: 64 << 20,
             max_group_bytes: 4 << 20,
             block_size: 4096,

@@ -10,6 +10,7 @@ use crate::locks::{lock, read, write};
 use crate::memtable::{Memtable, SeqNo, Value};
 use crate::merge::{Entry, Source};
 use crate::table_file::{PartitionDir, TableFile, TableSource};
+use crate::write_buffer::MemoryUsage;
 
 /// One partition: an id (never reused), its name, its memtables and tables.
 ///
@@ -23,6 +24,11 @@ use crate::table_file::{PartitionDir, TableFile, TableSource};
 /// versions than an older one (inserts follow sequence order per partition;
 /// recovery inserts each key's versions oldest first), so a read may stop at
 /// the first memtable or table that knows the key.
+///
+/// Memory accounting: every change to the memtables (insert, rotation,
+/// flush installed, drop) updates the shared [`MemoryUsage`] while holding
+/// the partition's lock, so the global counters stay exact even when a
+/// write or a flush races with a drop.
 #[derive(Debug)]
 pub struct PartitionState {
     id: u64,
@@ -35,6 +41,10 @@ pub struct PartitionState {
     dir: Arc<PartitionDir>,
     /// Held while a compaction of the partition runs.
     compaction: Mutex<CompactionState>,
+    /// The database's memtable byte counters.
+    usage: Arc<MemoryUsage>,
+    /// The partition waits in the flush queue.
+    queued: AtomicBool,
 }
 
 /// Per-partition compaction state, under the partition's compaction lock.
@@ -80,8 +90,9 @@ pub struct ReadSet {
 }
 
 impl PartitionState {
-    /// A partition with no data whose tables go to `dir`.
-    pub fn new(id: u64, name: String, dir: Arc<PartitionDir>) -> Self {
+    /// A partition with no data whose tables go to `dir`, charging its
+    /// memtables to `usage`.
+    pub fn new(id: u64, name: String, dir: Arc<PartitionDir>, usage: Arc<MemoryUsage>) -> Self {
         PartitionState {
             id,
             name,
@@ -90,6 +101,8 @@ impl PartitionState {
             flushed_seq: AtomicU64::new(0),
             dir,
             compaction: Mutex::new(CompactionState::default()),
+            usage,
+            queued: AtomicBool::new(false),
         }
     }
 
@@ -109,13 +122,35 @@ impl PartitionState {
     }
 
     /// Marks the partition dropped: its tables are deleted once no iterator
-    /// holds them, and a flush in progress installs nothing.
+    /// holds them, a flush in progress installs nothing, and its memtables
+    /// stop counting in the memory usage.
     pub fn mark_dropped(&self) {
-        self.dropped.store(true, Ordering::Release);
+        let tables = write(&self.tables);
+        if !self.dropped.swap(true, Ordering::AcqRel) {
+            if let Some(a) = &tables.active {
+                self.usage.rotated(a.approximate_size());
+                self.usage.released(a.approximate_size());
+            }
+            for m in &tables.immutables {
+                self.usage.released(m.approximate_size());
+            }
+        }
+        // Also on a second call: a compaction that installed tables after
+        // the drop marks them too.
         self.dir.mark_dropped();
-        for t in read(&self.tables).version.levels.iter().flatten() {
+        for t in tables.version.levels.iter().flatten() {
             t.mark_obsolete();
         }
+    }
+
+    /// Marks the partition queued for a flush; `false` if it already was.
+    pub fn mark_queued(&self) -> bool {
+        !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// The flush thread took the partition off the queue.
+    pub fn clear_queued(&self) {
+        self.queued.store(false, Ordering::Release);
     }
 
     /// Whether the partition was dropped.
@@ -223,7 +258,7 @@ impl PartitionState {
         value: Option<&[u8]>,
         memtable_size: usize,
         wal: u64,
-    ) -> (usize, bool) {
+    ) -> bool {
         self.insert_shared(
             Bytes::copy_from_slice(key),
             seq,
@@ -233,10 +268,9 @@ impl PartitionState {
         )
     }
 
-    /// Inserts one version; returns the growth of the memtables in bytes and
-    /// whether the active memtable was rotated to immutable first (it had
-    /// reached `memtable_size`). A new memtable records `wal`, the WAL file
-    /// the entry was written to.
+    /// Inserts one version; returns whether the active memtable was rotated
+    /// to immutable first (it had reached `memtable_size`). A new memtable
+    /// records `wal`, the WAL file the entry was written to.
     pub fn insert_shared(
         &self,
         key: Bytes,
@@ -244,52 +278,82 @@ impl PartitionState {
         value: Option<Bytes>,
         memtable_size: usize,
         wal: u64,
-    ) -> (usize, bool) {
-        let active = {
+    ) -> bool {
+        // The insert happens under the lock (shared: concurrent inserts
+        // proceed) so that the accounting cannot interleave with a rotation
+        // or a drop.
+        {
             let tables = read(&self.tables);
-            match &tables.active {
-                Some(a) if a.approximate_size() < memtable_size => Some(a.clone()),
-                _ => None,
+            if let Some(a) = tables
+                .active
+                .as_ref()
+                .filter(|a| a.approximate_size() < memtable_size)
+            {
+                let charge = a.insert_shared(key, seq, value);
+                self.charge(charge);
+                return false;
             }
-        };
+        }
+        let mut tables = write(&self.tables);
         let mut rotated = false;
-        let active = match active {
-            Some(a) => a,
-            None => {
-                let mut tables = write(&self.tables);
-                match &tables.active {
-                    Some(a) if a.approximate_size() < memtable_size => a.clone(),
-                    _ => {
-                        if let Some(full) = tables.active.take() {
-                            tables.immutables.push(full);
-                            rotated = true;
-                        }
-                        let fresh = Arc::new(Memtable::for_wal(wal));
-                        tables.active = Some(fresh.clone());
-                        fresh
+        let active = match tables.active.take() {
+            Some(a) if a.approximate_size() < memtable_size => a,
+            full => {
+                if let Some(full) = full.filter(|f| !f.is_empty()) {
+                    if !self.is_dropped() {
+                        self.usage.rotated(full.approximate_size());
                     }
+                    tables.immutables.push(full);
+                    rotated = true;
                 }
+                Arc::new(Memtable::for_wal(wal))
             }
         };
-        let before = active.approximate_size();
-        active.insert_shared(key, seq, value);
-        (active.approximate_size().saturating_sub(before), rotated)
+        let charge = active.insert_shared(key, seq, value);
+        tables.active = Some(active);
+        self.charge(charge);
+        rotated
+    }
+
+    /// Counts inserted bytes (the caller holds the lock, shared or not).
+    fn charge(&self, bytes: usize) {
+        if !self.is_dropped() {
+            self.usage.inserted(bytes);
+        }
     }
 
     /// Makes the active memtable immutable (to flush it); `false` if there
     /// is none or it is empty.
     pub fn rotate(&self) -> bool {
+        self.rotate_if(|_| true).is_some()
+    }
+
+    /// Makes the active memtable immutable if it is not empty and `pick`
+    /// accepts it; returns its size.
+    pub fn rotate_if(&self, pick: impl FnOnce(&Memtable) -> bool) -> Option<usize> {
         let mut tables = write(&self.tables);
         match tables.active.take() {
-            Some(a) if !a.is_empty() => {
+            Some(a) if !a.is_empty() && pick(&a) => {
+                let size = a.approximate_size();
+                if !self.is_dropped() {
+                    self.usage.rotated(size);
+                }
                 tables.immutables.push(a);
-                true
+                Some(size)
             }
             other => {
                 tables.active = other;
-                false
+                None
             }
         }
+    }
+
+    /// Bytes of the active memtable (0 if none).
+    pub fn active_size(&self) -> usize {
+        read(&self.tables)
+            .active
+            .as_ref()
+            .map_or(0, |a| a.approximate_size())
     }
 
     /// The oldest immutable memtable, the next to flush.
@@ -303,7 +367,11 @@ impl PartitionState {
         let version = Arc::make_mut(&mut tables.version);
         version.levels[0].insert(0, table);
         version.max_seq = version.max_seq.max(memtable.max_seq());
+        let before = tables.immutables.len();
         tables.immutables.retain(|m| !Arc::ptr_eq(m, memtable));
+        if tables.immutables.len() < before && !self.is_dropped() {
+            self.usage.released(memtable.approximate_size());
+        }
     }
 
     /// The oldest WAL file holding entries of a memtable of this partition.

@@ -38,8 +38,8 @@ pub struct Recovered {
     pub next_wal_number: u64,
     /// Records replayed.
     pub records: u64,
-    /// Numbers of the WAL files kept.
-    pub wal_files: std::collections::BTreeSet<u64>,
+    /// The WAL files kept: number → size.
+    pub wal_files: std::collections::BTreeMap<u64, u64>,
 }
 
 /// One operation found in the WAL; key and value are ranges of the arena
@@ -176,8 +176,12 @@ pub fn replay(
         })
         .map_err(|c| corruption(path, c.offset, c.reason))?;
     }
-    let kept: std::collections::BTreeSet<u64> = numbers.iter().copied().take(files.len()).collect();
-    let first_wal = kept.first().copied().unwrap_or(next_wal_number);
+    let kept: std::collections::BTreeMap<u64, u64> = numbers
+        .iter()
+        .zip(&files)
+        .map(|(n, (_, data))| (*n, data.len() as u64))
+        .collect();
+    let first_wal = kept.keys().next().copied().unwrap_or(next_wal_number);
     drop(files);
     let arena = bytes::Bytes::from(arena);
     ops.sort_unstable_by(|a, b| {
