@@ -434,6 +434,7 @@ impl Inner {
         if p.is_dropped() {
             p.mark_dropped();
         }
+        self.wake_stalled();
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         self.stats
             .compaction_bytes_read
@@ -478,6 +479,7 @@ impl Inner {
             plan.output_level,
             vec![file.clone()],
         );
+        self.wake_stalled();
         self.stats.trivial_moves.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
 use crate::recovery;
+use crate::stall::{Stall, Stalled};
 use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 use crate::write_buffer::{MemoryUsage, WalSpace};
@@ -65,6 +66,8 @@ pub(crate) struct Counters {
     pub(crate) trivial_moves: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
+    pub(crate) stalls: AtomicU64,
+    pub(crate) stall_micros: AtomicU64,
     pub(crate) budget_rotations: AtomicU64,
     pub(crate) wal_rotations: AtomicU64,
 }
@@ -116,6 +119,10 @@ pub struct Stats {
     pub compaction_bytes_written: u64,
     /// Table files and bytes per level, over all partitions.
     pub levels: [(usize, u64); NUM_LEVELS],
+    /// Writes that were slowed down or stopped since open.
+    pub stalls: u64,
+    /// Microseconds writers spent slowed down or stopped since open.
+    pub stall_micros: u64,
     /// The block cache.
     pub block_cache: BlockCacheStats,
     /// The table cache (open table files).
@@ -164,6 +171,8 @@ pub(crate) struct Inner {
     pub(crate) tables: Arc<TableCache>,
     pub(crate) compaction: Mutex<CompactionQueue>,
     pub(crate) compaction_wake: Condvar,
+    /// Writers stopped by backpressure.
+    pub(crate) stalled: Mutex<Stalled>,
     /// Bytes of memtables holding unflushed data.
     pub(crate) usage: Arc<MemoryUsage>,
     /// Flushed memtables, which iterators may still hold.
@@ -336,6 +345,7 @@ impl Db {
             tables: table_cache,
             compaction: Mutex::new(CompactionQueue::default()),
             compaction_wake: Condvar::new(),
+            stalled: Mutex::new(Stalled::default()),
             usage,
             retired: Mutex::new(Vec::new()),
             stats: Counters::default(),
@@ -452,6 +462,7 @@ impl Db {
         if let Some(p) = write(&self.inner.partitions).remove(name) {
             p.mark_dropped();
         }
+        self.inner.wake_stalled();
         Ok(())
     }
 
@@ -664,7 +675,57 @@ impl Db {
         ops: impl IntoIterator<Item = WriteOp<P>>,
         sync: Option<bool>,
     ) -> Result<()> {
+        let ops: Vec<WriteOp<P>> = ops.into_iter().collect();
+        let started = std::time::Instant::now();
+        let mut stalled = false;
+        loop {
+            match self.stall(ops.iter().map(|o| o.partition.as_ref()))? {
+                Stall::Go => break,
+                Stall::Delay(d) => {
+                    // A slowdown delays each write once.
+                    std::thread::sleep(d);
+                    stalled = true;
+                    break;
+                }
+                Stall::Wait(c) => {
+                    let _ = c.wait();
+                }
+            }
+            stalled = true;
+        }
+        if stalled {
+            self.note_stall(started.elapsed());
+        }
         self.submit(ops, sync)?.wait().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Backpressure (see [`stall`](crate::stall)): what a write touching
+    /// `partitions` must do before [`submit`](Self::submit) — go, wait a
+    /// moment, or wait for a flush or compaction and ask again. Unknown
+    /// partitions are ignored (`submit` reports them).
+    ///
+    /// # Errors
+    /// The background flush's error, or `Closed`, when writes are stopped
+    /// and nothing would wake them.
+    pub fn stall<'a>(&self, partitions: impl IntoIterator<Item = &'a str>) -> Result<Stall> {
+        let mut targets: Vec<Arc<PartitionState>> = Vec::new();
+        {
+            let map = read(&self.inner.partitions);
+            for name in partitions {
+                if let Some(p) = map.get(name) {
+                    if !targets.iter().any(|t| Arc::ptr_eq(t, p)) {
+                        targets.push(p.clone());
+                    }
+                }
+            }
+        }
+        self.inner.stall(&targets)
+    }
+
+    /// Counts `waited` as time a writer spent stalled (`Stats::stall_micros`);
+    /// for callers that wait on a [`Stall`] themselves.
+    pub fn note_stall(&self, waited: std::time::Duration) {
+        self.inner.note_stall(waited);
     }
 
     /// Makes every write so far durable (one `fdatasync` of the WAL, shared
@@ -713,6 +774,8 @@ impl Db {
             compaction_bytes_read: c.compaction_bytes_read.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
             levels,
+            stalls: c.stalls.load(Ordering::Relaxed),
+            stall_micros: c.stall_micros.load(Ordering::Relaxed),
             block_cache: self.inner.tables.block_cache().stats(),
             table_cache: self.inner.tables.stats(),
             budget_rotations: self.inner.stats.budget_rotations.load(Ordering::Relaxed),
@@ -787,6 +850,7 @@ impl Drop for Db {
         // A running compaction stops at its next check and installs nothing.
         lock(&self.inner.compaction).shutdown = true;
         self.inner.compaction_wake.notify_all();
+        self.inner.wake_stalled();
         if let Some(t) = self.compactor.take() {
             let _ = t.join();
         }

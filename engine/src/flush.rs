@@ -290,6 +290,7 @@ impl Inner {
         p.install_flushed(memtable, file);
         self.schedule_compaction(p);
         self.retire(memtable);
+        self.wake_stalled();
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }

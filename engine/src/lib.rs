@@ -35,6 +35,7 @@ pub mod options;
 pub mod partition;
 pub mod recovery;
 pub mod sst;
+pub mod stall;
 pub mod table_file;
 pub mod wal;
 pub mod write_buffer;

@@ -71,6 +71,16 @@ pub struct Options {
     /// No background compaction (default `false`); `Db::compact` and
     /// `Db::compact_due` still work.
     pub disable_auto_compactions: bool,
+    /// Level-0 tables of a partition from which its writes are slowed down
+    /// (default 20; see [`stall`](crate::stall)).
+    pub l0_slowdown_writes_trigger: usize,
+    /// Level-0 tables of a partition at which its writes stop until
+    /// compaction catches up (default 36; not applied when
+    /// `disable_auto_compactions`).
+    pub l0_stop_writes_trigger: usize,
+    /// Memtables of a partition waiting for a flush at which its writes
+    /// stop until a flush completes (default 4).
+    pub max_immutable_memtables: usize,
 }
 
 impl Default for Options {
@@ -94,6 +104,9 @@ impl Default for Options {
             level_size_multiplier: 10,
             target_file_size: 64 << 20,
             disable_auto_compactions: false,
+            l0_slowdown_writes_trigger: 20,
+            l0_stop_writes_trigger: 36,
+            max_immutable_memtables: 4,
         }
     }
 }

@@ -516,6 +516,11 @@ impl PartitionState {
     pub fn immutable_count(&self) -> usize {
         read(&self.tables).immutables.len()
     }
+
+    /// Number of level-0 tables.
+    pub fn l0_count(&self) -> usize {
+        read(&self.tables).version.levels[0].len()
+    }
 }
 
 /// The table of a sorted run (level >= 1) whose key range holds `key`.

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use kalamdb_lsm::stall::Stall;
 use kalamdb_lsm::{Db, WriteOp};
 
 use crate::iter::{Fused, ScanRange};
@@ -174,6 +175,7 @@ impl LsmBackend {
         value: Option<&[u8]>,
         sync: Option<bool>,
     ) -> Result<()> {
+        self.backpressure(&[partition.name()]).await?;
         let op = WriteOp {
             partition: partition.name(),
             key: key.to_vec(),
@@ -186,6 +188,14 @@ impl LsmBackend {
     }
 
     async fn commit(&self, operations: Vec<Operation>, sync: Option<bool>) -> Result<()> {
+        let mut names: Vec<&str> = Vec::new();
+        for op in &operations {
+            let name = op.partition().name();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        self.backpressure(&names).await?;
         let ops = operations.into_iter().map(|op| match op {
             Operation::Put {
                 partition,
@@ -206,6 +216,37 @@ impl LsmBackend {
         done.await
             .unwrap_or(Err(kalamdb_lsm::Error::Closed))
             .map_err(map_err)
+    }
+
+    /// Waits while the engine slows down or stops writes to `partitions`
+    /// (their flushes or level-0 compactions are behind), without blocking
+    /// the async worker.
+    async fn backpressure(&self, partitions: &[&str]) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut stalled = false;
+        loop {
+            match self.db.stall(partitions.iter().copied()).map_err(map_err)? {
+                Stall::Go => break,
+                Stall::Delay(d) => {
+                    // A slowdown delays each write once.
+                    if tokio::runtime::Handle::try_current().is_ok() {
+                        tokio::time::sleep(d).await;
+                    } else {
+                        std::thread::sleep(d);
+                    }
+                    stalled = true;
+                    break;
+                }
+                Stall::Wait(c) => {
+                    let _ = c.await;
+                }
+            }
+            stalled = true;
+        }
+        if stalled {
+            self.db.note_stall(started.elapsed());
+        }
+        Ok(())
     }
 
     /// Runs blocking catalogue work off the async worker when possible.

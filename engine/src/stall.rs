@@ -1,0 +1,121 @@
+//! Backpressure: writes to a partition whose flushes or level-0
+//! compactions fall behind are slowed, then stopped, *before* they enter the
+//! group-commit queue.
+//!
+//! Per partition (a hot partition stalls only the writes that touch it):
+//! - **stop** while it has `max_immutable_memtables` memtables waiting for a
+//!   flush, or (with background compaction on) `l0_stop_writes_trigger`
+//!   level-0 tables;
+//! - **slow down** from `l0_slowdown_writes_trigger` level-0 tables: each
+//!   write first waits 1 ms per table above the trigger (at most 50 ms).
+//!
+//! A stopped writer waits on a [`Completion`] that the engine resolves after
+//! every flush or compaction install, partition drop and shutdown; it then
+//! checks again. Async callers await it (no tokio worker blocks); the
+//! blocking [`Db::write`](crate::Db::write) waits on the thread. If the
+//! background flush has failed, a stopped writer gets that error instead of
+//! waiting for a flush that may never come. Time spent stalled is counted in
+//! `Stats::stall_micros`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::completion::{completion, Completer, Completion};
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::locks::lock;
+use crate::partition::PartitionState;
+
+/// What a writer must do before submitting.
+#[derive(Debug)]
+pub enum Stall {
+    /// Go ahead.
+    Go,
+    /// Wait this long, then submit (slowdown).
+    Delay(Duration),
+    /// Wait for this completion (a flush or compaction finished), then ask
+    /// again.
+    Wait(Completion<()>),
+}
+
+/// Most a slowed-down write waits.
+const MAX_DELAY: Duration = Duration::from_millis(50);
+
+/// Writers stopped until the next install.
+#[derive(Default)]
+pub(crate) struct Stalled {
+    waiters: Vec<Completer<()>>,
+}
+
+impl Inner {
+    /// The stall a write to `p` is subject to.
+    fn partition_stall(&self, p: &PartitionState) -> Option<Duration> {
+        let o = &self.options;
+        if p.immutable_count() >= o.max_immutable_memtables.max(1) {
+            return Some(Duration::MAX);
+        }
+        if o.disable_auto_compactions {
+            return None;
+        }
+        let l0 = p.l0_count();
+        if l0 >= o.l0_stop_writes_trigger.max(1) {
+            return Some(Duration::MAX);
+        }
+        let slowdown = o.l0_slowdown_writes_trigger.max(1);
+        if l0 >= slowdown {
+            let ms = (l0 - slowdown + 1) as u64;
+            return Some(Duration::from_millis(ms).min(MAX_DELAY));
+        }
+        None
+    }
+
+    /// The stall for a write touching `partitions` (the worst of theirs).
+    pub(crate) fn stall(&self, partitions: &[std::sync::Arc<PartitionState>]) -> Result<Stall> {
+        let worst = partitions
+            .iter()
+            .filter_map(|p| self.partition_stall(p))
+            .max();
+        match worst {
+            None => Ok(Stall::Go),
+            Some(Duration::MAX) => {
+                let mut stalled = lock(&self.stalled);
+                // Checked again under the lock: an install that happened
+                // since the check above has already woken the old waiters.
+                if !partitions
+                    .iter()
+                    .any(|p| self.partition_stall(p) == Some(Duration::MAX))
+                {
+                    return Ok(Stall::Go);
+                }
+                if let Some(e) = lock(&self.flush).last_error.clone() {
+                    return Err(Error::Io(std::io::Error::other(format!(
+                        "writes stopped: the background flush failed: {e}"
+                    ))));
+                }
+                if self.closing() {
+                    return Err(Error::Closed);
+                }
+                let (completer, completion) = completion();
+                stalled.waiters.push(completer);
+                Ok(Stall::Wait(completion))
+            }
+            Some(d) => Ok(Stall::Delay(d)),
+        }
+    }
+
+    /// Wakes every stopped writer to check again (after a flush or
+    /// compaction install, a drop, shutdown).
+    pub(crate) fn wake_stalled(&self) {
+        let waiters = std::mem::take(&mut lock(&self.stalled).waiters);
+        for w in waiters {
+            w.complete(());
+        }
+    }
+
+    /// Adds time a writer spent stalled to the stats.
+    pub(crate) fn note_stall(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.stats.stall_micros.fetch_add(micros, Ordering::Relaxed);
+        self.stats.stalls.fetch_add(1, Ordering::Relaxed);
+    }
+}
