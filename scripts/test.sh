@@ -3,13 +3,16 @@
 #
 # Installs what it needs (libclang for RocksDB's bindgen; cargo-nextest if
 # missing), then: format check, clippy on every target and feature, the
-# default build's "no C/C++" check, every test (nextest) and the doctests.
+# default build's "no C/C++" check, every test (nextest) and the doctests,
+# then builds the fuzz targets and runs each briefly (scripts/fuzz.sh).
 #
 # Environment:
 #   CARGO_TARGET_DIR  build directory (default ~/.cache/kalamdb-store/target,
 #                     outside the clone so RocksDB's C++ is built once per machine)
 #   TMPDIR            where tests put their databases (default /dev/shm if writable)
 #   DIFF_CASES        cases per differential proptest (defaults in tests/differential.rs)
+#   FUZZ_SECONDS      seconds per fuzz target (default 45; 0 skips fuzzing;
+#                     see scripts/fuzz.sh for the long mode and other knobs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,5 +61,8 @@ cargo test --workspace --all-features --doc
 
 step "quickstart"
 cargo run --example quickstart -- "${TMPDIR:-/tmp}/kalamdb-quickstart-$$"
+
+step "fuzz targets (${FUZZ_SECONDS:-45} s each)"
+./scripts/fuzz.sh
 
 step "all passed"

@@ -87,7 +87,9 @@ impl ManifestState {
                     },
                 );
                 self.names.insert(name.clone(), *id);
-                self.next_partition_id = id + 1;
+                self.next_partition_id = id
+                    .checked_add(1)
+                    .ok_or_else(|| format!("partition id {id} leaves no next id"))?;
             }
             Change::DropPartition { id } => {
                 let p = self
@@ -103,11 +105,15 @@ impl ManifestState {
                 if p.levels.values().any(|l| l.contains_key(&t.file)) {
                     return Err(format!("table {} added twice", t.file));
                 }
+                let after = t
+                    .file
+                    .checked_add(1)
+                    .ok_or_else(|| format!("table file number {} leaves no next number", t.file))?;
                 p.levels
                     .entry(t.level)
                     .or_default()
                     .insert(t.file, t.clone());
-                self.next_file_number = self.next_file_number.max(t.file + 1);
+                self.next_file_number = self.next_file_number.max(after);
             }
             Change::RemoveTable {
                 partition,
@@ -279,6 +285,33 @@ mod tests {
             );
             assert_eq!(s, before, "{bad:?} left a partial change");
         }
+    }
+
+    /// Regression (found by the `manifest_edit` fuzz target, input
+    /// `fuzz/corpus/manifest_edit/regression-partition-id-overflow`): a
+    /// partition id or table file number of `u64::MAX` overflowed computing
+    /// the next one (a panic with overflow checks, a wrap to 0 and reused
+    /// ids without). Such edits are refused whole.
+    #[test]
+    fn last_possible_id_or_file_number_is_refused() {
+        let mut s = ManifestState::default();
+        assert!(s.apply(&VersionEdit::one(create(u64::MAX, "a"))).is_err());
+        assert_eq!(s, ManifestState::default());
+        s.apply(&VersionEdit::one(create(u64::MAX - 1, "a")))
+            .unwrap();
+        assert_eq!(s.next_partition_id, u64::MAX);
+        let before = s.clone();
+        assert!(s
+            .apply(&VersionEdit::one(add(u64::MAX - 1, 0, u64::MAX)))
+            .is_err());
+        assert_eq!(s, before);
+        s.apply(&VersionEdit::one(add(u64::MAX - 1, 0, u64::MAX - 1)))
+            .unwrap();
+        assert_eq!(s.next_file_number, u64::MAX);
+        let decoded =
+            VersionEdit::decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])
+                .unwrap();
+        assert!(ManifestState::default().apply(&decoded).is_err());
     }
 
     #[test]
