@@ -163,6 +163,28 @@ impl LsmBackend {
             .map_err(map_err)
     }
 
+    /// Flushes every partition's memtables to tables and waits for it.
+    ///
+    /// # Errors
+    /// The error of a failed flush.
+    pub async fn flush(&self) -> Result<()> {
+        self.blocking(|db| db.flush()).await
+    }
+
+    /// Waits until background flushes and compactions are quiet: nothing
+    /// queued or running (benchmarks, tests).
+    ///
+    /// # Errors
+    /// The error of a background flush that failed.
+    pub async fn wait_for_background_work(&self) -> Result<()> {
+        self.blocking(|db| {
+            db.wait_for_flushes()?;
+            db.wait_for_compactions();
+            db.wait_for_flushes()
+        })
+        .await
+    }
+
     /// The engine's counters and shape.
     pub fn stats(&self) -> LsmStats {
         self.db.stats()
