@@ -153,7 +153,7 @@ fn overwrite_churn_keeps_tables_near_the_live_data() {
                 .collect();
             write_batch(&b, &p, batch.into_iter()).await;
             written += 100;
-            if written % 5000 == 0 && written >= keys * 2 {
+            if written.is_multiple_of(5000) && written >= keys * 2 {
                 let s = b.stats();
                 worst = worst.max(s.table_bytes as f64 / (keys * (KEY + VALUE) as u64) as f64);
             }
