@@ -72,16 +72,24 @@ impl Inner {
         }
     }
 
-    /// Flushes every immutable memtable of `p`, oldest first.
+    /// Flushes every immutable memtable of `p`, oldest first, then releases
+    /// WAL files no memtable needs.
     pub(crate) fn flush_partition(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _one_at_a_time = lock(&self.flush_lock);
+        self.flush_memtables(p)?;
+        self.release_wals()
+    }
+
+    /// Flushes every immutable memtable of `p`, oldest first. The caller
+    /// holds `flush_lock`.
+    pub(crate) fn flush_memtables(&self, p: &Arc<PartitionState>) -> Result<()> {
         while let Some(memtable) = p.oldest_immutable() {
             if p.is_dropped() {
                 return Ok(());
             }
             self.flush_memtable(p, &memtable)?;
         }
-        self.release_wals()
+        Ok(())
     }
 
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<()> {
@@ -114,7 +122,7 @@ impl Inner {
         // Once the edit is logged the table survives a power loss; every
         // write before the table's entries must too (no holes across
         // partitions), so the WAL is synced first.
-        if let Err(e) = self.sync_wal_and_wait() {
+        if let Err(e) = self.sync_acknowledged(memtable.max_seq()) {
             let _ = self.fs.remove_file(&path);
             return Err(e);
         }
@@ -182,7 +190,8 @@ impl Inner {
         Ok((record, table))
     }
 
-    /// Records and deletes WAL files that no memtable needs any more.
+    /// Records and deletes WAL files that no memtable needs any more. The
+    /// caller holds `flush_lock`.
     pub(crate) fn release_wals(&self) -> Result<()> {
         let current = lock(&self.wal).number();
         let needed = self

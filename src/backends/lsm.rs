@@ -28,8 +28,9 @@ pub struct WriteOptions {
 }
 
 /// The LSM-tree backend: one write-ahead log shared by all partitions, group
-/// commit, per-partition memtables; SSTables, flushes and compaction arrive
-/// with the next engine stages.
+/// commit, per-partition memtables flushed to level-0 SSTables by a
+/// background thread; compaction arrives with the next engine stage
+/// (`compact` flushes the partition's memtables for now).
 ///
 /// # Durability
 /// By default a write returns once its WAL record is handed to the OS: it
@@ -161,6 +162,17 @@ impl LsmBackend {
             .map_err(map_err)
     }
 
+    /// Flushes every partition's memtables to SSTables and waits for it
+    /// (runs in `spawn_blocking` when a tokio runtime is present). Writes
+    /// are durable without it; it lets tests and tools put data into tables
+    /// at a chosen moment.
+    ///
+    /// # Errors
+    /// I/O errors of the flush; `poisoned:` after an earlier failure.
+    pub async fn flush(&self) -> Result<()> {
+        self.blocking(|db| db.flush()).await
+    }
+
     /// The engine's counters and shape.
     pub fn stats(&self) -> LsmStats {
         self.db.stats()
@@ -207,7 +219,8 @@ impl LsmBackend {
             .map_err(map_err)
     }
 
-    /// Runs blocking catalogue work off the async worker when possible.
+    /// Runs blocking catalogue or flush work off the async worker when
+    /// possible.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> kalamdb_lsm::Result<T> + Send + 'static,
@@ -304,12 +317,9 @@ impl StorageBackend for LsmBackend {
     }
 
     async fn compact(&self, partition: &Partition) -> Result<()> {
-        // Data lives in memtables and the WAL until SSTables land: there is
-        // nothing to compact yet beyond checking the partition.
-        if self.db.partition_exists(partition.name()) {
-            Ok(())
-        } else {
-            Err(Error::PartitionNotFound(partition.name().to_string()))
-        }
+        // No compaction yet: the partition's memtables are flushed to
+        // level-0 tables, the first step a compaction would take.
+        let name = partition.name().to_string();
+        self.blocking(move |db| db.flush_partition(&name)).await
     }
 }
