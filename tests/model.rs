@@ -22,11 +22,13 @@ fn config(default_cases: u32) -> ProptestConfig {
     }
 }
 
-/// Small memtables and WAL files, so sequences rotate both often.
+/// Small memtables, WAL files and blocks, so sequences rotate both often
+/// and tables span several blocks.
 fn tiny() -> LsmOptions {
     LsmOptions {
         memtable_size: 512,
         wal_file_size: 2048,
+        block_size: 128,
         ..LsmOptions::default()
     }
 }
