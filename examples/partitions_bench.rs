@@ -11,7 +11,9 @@
 //!
 //! 1. concurrently — one tokio task per partition, so the manifest's group
 //!    commit can share fsyncs between them;
-//! 2. the backend is dropped and reopened, and the partitions listed;
+//! 2. the backend is dropped, then reopened and the partitions listed in a
+//!    fresh child process (as at a real start-up, and so that its resident
+//!    memory is what the open database holds);
 //! 3. sequentially, one after another, in a second database (`N` again, or
 //!    `PARTITIONS_BENCH_SEQUENTIAL` if set: one fsync each makes this the
 //!    slow phase on a real disk).
@@ -177,8 +179,48 @@ fn report_disk(dir: &Path, n: usize) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Set in the child process that reopens the database named by its value.
+const REOPEN_ENV: &str = "PARTITIONS_BENCH_REOPEN";
+
+/// The child: reopens `dir`, lists its `n` partitions, reports.
+async fn reopen(dir: &Path, n: usize) -> Result<(), Box<dyn Error>> {
+    let fs = CountingFs::new(RealFs::new());
+    let rss_before = rss_kib();
+    let fds_before = open_fds();
+    let started = Instant::now();
+    let backend = LsmBackend::new(dir, options(&fs))?;
+    let reopened = started.elapsed();
+    let counts = fs.counts();
+    let started = Instant::now();
+    let listed = backend.list_partitions().await?;
+    let list_time = started.elapsed();
+    assert_eq!(listed.len(), n, "partitions listed after reopen");
+    assert!(
+        listed.iter().enumerate().all(|(i, p)| p.name() == name(i)),
+        "every partition listed, in order"
+    );
+    let rss = rss_kib();
+    println!(
+        "reopen (fresh process): {reopened:.2?} ({} syncs, {} files opened); list: {list_time:.2?} for {} partitions",
+        counts.syncs(),
+        counts.opens,
+        listed.len(),
+    );
+    println!(
+        "  open fds: {fds_before} before, {} after reopen; resident memory: {rss_before} KiB before, {rss} KiB after ({:.0} bytes per partition)",
+        open_fds(),
+        (rss.saturating_sub(rss_before) * 1024) as f64 / n.max(1) as f64
+    );
+    drop(backend);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(dir) = std::env::var_os(REOPEN_ENV) {
+        let n: usize = std::env::var("PARTITIONS_BENCH_N")?.parse()?;
+        return reopen(Path::new(&dir), n).await;
+    }
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(Ok(100_000), |a| a.parse())?;
     let (root, remove) = match args.next() {
@@ -224,29 +266,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     drop(backend);
     report_disk(&concurrent_dir, n)?;
 
-    // 2. Reopen and list.
-    let before = fs.counts();
-    let started = Instant::now();
-    let backend = LsmBackend::new(&concurrent_dir, options(&fs))?;
-    let reopened = started.elapsed();
-    let reopen_counts = fs.counts().since(&before);
-    let started = Instant::now();
-    let listed = backend.list_partitions().await?;
-    let list_time = started.elapsed();
-    assert_eq!(listed.len(), n, "partitions listed after reopen");
-    assert!(
-        listed.iter().enumerate().all(|(i, p)| p.name() == name(i)),
-        "every partition listed, in order"
-    );
-    println!(
-        "reopen: {reopened:.2?} ({} syncs, {} files opened); list: {list_time:.2?} for {} partitions; open fds after reopen: {}; resident memory after reopen: {} KiB",
-        reopen_counts.syncs(),
-        reopen_counts.opens,
-        listed.len(),
-        open_fds(),
-        rss_kib()
-    );
-    drop(backend);
+    // 2. Reopen and list, in a fresh process.
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .env(REOPEN_ENV, &concurrent_dir)
+        .env("PARTITIONS_BENCH_N", n.to_string())
+        .status()?;
+    if !status.success() {
+        return Err(format!("reopen child failed: {status}").into());
+    }
     report_disk(&concurrent_dir, n)?;
 
     // 3. Sequential creation, for comparison.

@@ -9,7 +9,7 @@
 //!   descriptor; reopening opens no per-partition file;
 //! - bytes: a few dozen bytes of manifest per partition.
 //!
-//! Every sync sleeps 1 ms (a disk's flush; on a tmpfs an fsync costs
+//! Every sync sleeps 2 ms (a disk's flush; on a tmpfs an fsync costs
 //! nothing and no two creates would ever share one).
 
 use std::path::Path;
@@ -68,7 +68,7 @@ fn bytes_under(dir: &Path) -> u64 {
 async fn ten_thousand_empty_partitions() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("db");
-    let fs = CountingFs::new(RealFs::new()).with_sync_latency(Duration::from_millis(1));
+    let fs = CountingFs::new(RealFs::new()).with_sync_latency(Duration::from_millis(2));
     let backend = LsmBackend::new(&dir, options(&fs)).expect("open");
     let fds_open = open_fds();
 
@@ -97,9 +97,10 @@ async fn ten_thousand_empty_partitions() {
         created.syncs()
     );
     // One fsync per create (or two, with the WAL's) would be >= 10,000;
-    // group commit with 256 creates in flight gives a few hundred.
+    // group commit with 256 creates in flight gives ~150 here, ~700 with
+    // the CPU oversubscribed three times over.
     assert!(
-        created.syncs() < (PARTITIONS / 5) as u64,
+        created.syncs() < (PARTITIONS / 4) as u64,
         "{} syncs for {PARTITIONS} concurrent creates: no group commit",
         created.syncs()
     );
