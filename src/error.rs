@@ -79,17 +79,22 @@ pub enum BackendErrorKind {
     RocksDb,
     /// An error reported by sled (`sled: `).
     Sled,
+    /// A write refused before anything was written because its partition's
+    /// writes are stopped by backpressure and the background flush or
+    /// compaction that would resume them failed (`stalled: `). Retry later.
+    Stalled,
 }
 
 impl BackendErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [BackendErrorKind; 6] = [
+    pub const ALL: [BackendErrorKind; 7] = [
         BackendErrorKind::Limit,
         BackendErrorKind::Corruption,
         BackendErrorKind::Poisoned,
         BackendErrorKind::Locked,
         BackendErrorKind::RocksDb,
         BackendErrorKind::Sled,
+        BackendErrorKind::Stalled,
     ];
 
     /// The prefix, including the trailing `": "`.
@@ -101,6 +106,7 @@ impl BackendErrorKind {
             BackendErrorKind::Locked => "locked: ",
             BackendErrorKind::RocksDb => "rocksdb: ",
             BackendErrorKind::Sled => "sled: ",
+            BackendErrorKind::Stalled => "stalled: ",
         }
     }
 

@@ -4,6 +4,11 @@
 //! the last writes torn, non-durable directory entries reverted); sometimes
 //! a second crash hits during recovery. Then reopen and check the oracle:
 //!
+//! Each seed runs one of four configurations (see [`Config`]), so crashes
+//! also land in explicit flushes, in manifest rollovers (a tiny
+//! `manifest_rollover_size`) and in the flush that recovery itself starts
+//! for oversized memtables.
+//!
 //! - the recovered state equals the model after some prefix of the history
 //!   (no holes; every batch all-or-nothing since a batch is one history step);
 //! - that prefix contains every acknowledged sync write, `sync_wal` and
@@ -23,11 +28,62 @@ use kalamdb_store::{
     BackendErrorKind, LsmBackend, LsmOptions, Operation, Partition, StorageBackend, WriteOptions,
 };
 
-/// Seeds that once failed, replayed first.
-/// 3250: a rotated WAL lost its unsynced tail at a record boundary while the
-/// next WAL kept a later (failed) sync write: a hole, fixed by the
+/// Seeds that once failed, with their configuration, replayed first.
+/// 3250 (classic): a rotated WAL lost its unsynced tail at a record boundary
+/// while the next WAL kept a later (failed) sync write: a hole, fixed by the
 /// previous-WAL record that starts every rotated WAL file.
-const REGRESSION_SEEDS: &[u64] = &[3250];
+const REGRESSION_SEEDS: &[(u64, Config)] = &[(3250, Config::Classic)];
+
+/// What a seed exercises besides the random workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Config {
+    /// Small memtables and WAL files (background flushes, WAL rotation);
+    /// the workload only writes, syncs and changes partitions.
+    Classic,
+    /// As classic, plus explicit flushes (`LsmBackend::flush`, and
+    /// `compact`, which flushes one partition) between steps.
+    Flushes,
+    /// Explicit flushes, smaller memtables and 256-byte blocks, and a
+    /// manifest that rolls over every few hundred bytes: crashes land in
+    /// flush edits and in rollovers (snapshot, `CURRENT` switch).
+    ManifestPressure,
+    /// Memtables large enough that the workload never flushes, and reopens
+    /// after the crash with tiny ones: recovery finds oversized memtables
+    /// and flushes them at open. The second crash (during recovery) is
+    /// likely and waits for that flush, so it lands in it.
+    RecoveryFlush,
+}
+
+impl Config {
+    /// The configuration of a seed (from its own generator, so a classic
+    /// seed's workload is what it was before configurations existed).
+    fn of(seed: u64) -> Config {
+        match Rng(seed ^ 0xc0f1_6000_0000_0001).below(4) {
+            0 => Config::Classic,
+            1 => Config::Flushes,
+            2 => Config::ManifestPressure,
+            _ => Config::RecoveryFlush,
+        }
+    }
+
+    /// Per mille of steps preceded by an explicit flush.
+    fn flush_rate(self) -> u64 {
+        match self {
+            Config::Classic | Config::RecoveryFlush => 0,
+            Config::Flushes => 50,
+            Config::ManifestPressure => 100,
+        }
+    }
+}
+
+/// When a database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The first open and the clean reopens of the workload.
+    Workload,
+    /// Every open after the crash.
+    Recovery,
+}
 
 const NAMES: [&str; 3] = ["a", "b", "default"];
 
@@ -57,6 +113,9 @@ enum Step {
     /// (partition, key, value or delete), applied atomically.
     Write(Vec<(usize, Vec<u8>, Option<Vec<u8>>)>, bool),
     SyncWal,
+    /// Flush every partition (`None`) or one (`compact`). Changes no
+    /// contents and promises no durability.
+    Flush(Option<usize>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +151,7 @@ fn apply(model: &mut Model, step: &Step) {
                 };
             }
         }
-        Step::SyncWal => {}
+        Step::SyncWal | Step::Flush(_) => {}
     }
 }
 
@@ -143,6 +202,8 @@ async fn execute(backend: &LsmBackend, step: &Step) -> Result<(), kalamdb_store:
         Step::Create(p) => backend.create_partition(&part(*p)).await,
         Step::Drop(p) => backend.drop_partition(&part(*p)).await,
         Step::SyncWal => backend.sync_wal().await,
+        Step::Flush(None) => backend.flush().await,
+        Step::Flush(Some(p)) => backend.compact(&part(*p)).await,
         Step::Write(ops, sync) => {
             let ops = ops
                 .iter()
@@ -156,25 +217,50 @@ async fn execute(backend: &LsmBackend, step: &Step) -> Result<(), kalamdb_store:
     }
 }
 
-/// Small memtables and WAL files; for odd seeds also a tiny write-buffer
-/// budget and WAL limit, so flushes the flush thread chooses (largest
-/// memtable first; every partition in the oldest WAL file) run under
-/// crashes too.
-fn options(fs: &SimFs, seed: u64) -> LsmOptions {
-    let base = LsmOptions {
+/// The options of a seed: its configuration's, and for odd seeds also a
+/// tiny write-buffer budget and WAL limit, so flushes the flush thread
+/// chooses (largest memtable first; every partition in the oldest WAL file)
+/// run under crashes too.
+fn options(fs: &SimFs, config: Config, phase: Phase, rollover: u64, seed: u64) -> LsmOptions {
+    let chosen = config_options(fs, config, phase, rollover);
+    if seed % 2 == 1 {
+        LsmOptions {
+            write_buffer_size: 3072,
+            max_total_wal_size: 8192,
+            ..chosen
+        }
+    } else {
+        chosen
+    }
+}
+
+fn config_options(fs: &SimFs, config: Config, phase: Phase, rollover: u64) -> LsmOptions {
+    let classic = LsmOptions {
         fs: Arc::new(fs.clone()),
         memtable_size: 2048,
         wal_file_size: 4096,
         ..LsmOptions::default()
     };
-    if seed % 2 == 1 {
-        LsmOptions {
-            write_buffer_size: 3072,
-            max_total_wal_size: 8192,
-            ..base
-        }
-    } else {
-        base
+    match (config, phase) {
+        (Config::Classic | Config::Flushes, _) => classic,
+        (Config::ManifestPressure, _) => LsmOptions {
+            memtable_size: 1024,
+            block_size: 256,
+            manifest_rollover_size: rollover,
+            ..classic
+        },
+        (Config::RecoveryFlush, Phase::Workload) => LsmOptions {
+            memtable_size: 1 << 20,
+            wal_file_size: 8192,
+            block_size: 256,
+            ..classic
+        },
+        (Config::RecoveryFlush, Phase::Recovery) => LsmOptions {
+            memtable_size: 256,
+            wal_file_size: 8192,
+            block_size: 256,
+            ..classic
+        },
     }
 }
 
@@ -188,16 +274,20 @@ async fn state(backend: &LsmBackend) -> Model {
 }
 
 /// Runs one seed; `Err` describes an oracle violation.
-fn run_seed(seed: u64) -> Result<(), String> {
+fn run_seed(seed: u64, config: Config) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let mut rng = Rng(seed);
+        // Decisions of the configuration come from their own generator.
+        let mut extra = Rng(seed ^ 0x0e47_7a00_0000_0002);
+        let rollover = 64 + extra.below(512);
         let sim = SimFs::new();
+        let opts = |phase| options(&sim, config, phase, rollover, seed);
         let dir = "/db";
-        let mut backend = Some(LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("first open: {e}"))?);
+        let mut backend = Some(LsmBackend::new(dir, opts(Phase::Workload)).map_err(|e| format!("first open: {e}"))?);
         let base_ops = sim.op_count();
         let steps = 20 + rng.below(280) as usize;
         // The crash point, counted in file operations after open; sometimes
@@ -221,13 +311,21 @@ fn run_seed(seed: u64) -> Result<(), String> {
             // must make earlier sessions' unsynced writes durable too.
             if rng.chance(20) {
                 drop(backend.take());
-                match LsmBackend::new(dir, options(&sim, seed)) {
+                match LsmBackend::new(dir, opts(Phase::Workload)) {
                     Ok(b) => backend = Some(b),
                     // The injected failure hit the reopen: that is the crash.
                     Err(_) => break,
                 }
             }
             let Some(open) = backend.as_ref() else { break };
+            if extra.chance(config.flush_rate()) {
+                let which = extra.below(4);
+                let step = Step::Flush((which < 3).then_some(which as usize));
+                // Ok or not, a flush changes no contents; a failure (the
+                // crash) shows in the steps after it.
+                let _ = execute(open, &step).await;
+                history.push((step, Status::Acked));
+            }
             let step = random_step(&mut rng);
             match execute(open, &step).await {
                 Ok(()) => {
@@ -239,7 +337,11 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 }
                 Err(kalamdb_store::Error::PartitionNotFound(_)) => {}
                 // Refused up front: certainly not applied.
-                Err(e) if e.backend_kind() == Some(BackendErrorKind::Poisoned) => {}
+                Err(e)
+                    if matches!(
+                        e.backend_kind(),
+                        Some(BackendErrorKind::Poisoned | BackendErrorKind::Stalled)
+                    ) => {}
                 Err(_) => {
                     ddl_uncertain |= matches!(step, Step::Create(_) | Step::Drop(_));
                     apply(&mut current, &step);
@@ -255,18 +357,30 @@ fn run_seed(seed: u64) -> Result<(), String> {
         sim.clear_faults();
 
         // Sometimes crash again while recovering.
-        if rng.chance(300) {
+        if config == Config::RecoveryFlush && extra.chance(700) {
+            // Anywhere in the open or in the flush it starts, which the
+            // crash waits for: ~35 operations to open, then ~20 per
+            // partition flushed (35 to 115 in all without a fault).
+            sim.inject(Fault::any(FaultError::EIO).nth(1 + extra.below(110)).persistent());
+            let attempt = LsmBackend::new(dir, opts(Phase::Recovery));
+            if let Ok(open) = &attempt {
+                let _ = open.flush().await;
+            }
+            sim.crash_with(mode, rng.next());
+            drop(attempt);
+            sim.clear_faults();
+        } else if rng.chance(300) {
             sim.inject(Fault::any(FaultError::EIO).nth(1 + rng.below(30)).persistent());
-            let attempt = LsmBackend::new(dir, options(&sim, seed));
+            let attempt = LsmBackend::new(dir, opts(Phase::Recovery));
             sim.crash_with(mode, rng.next());
             drop(attempt);
             sim.clear_faults();
         }
 
-        let backend = LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("reopen: {e}"))?;
+        let backend = LsmBackend::new(dir, opts(Phase::Recovery)).map_err(|e| format!("reopen: {e}"))?;
         let recovered = state(&backend).await;
         drop(backend);
-        let backend = LsmBackend::new(dir, options(&sim, seed)).map_err(|e| format!("second reopen: {e}"))?;
+        let backend = LsmBackend::new(dir, opts(Phase::Recovery)).map_err(|e| format!("second reopen: {e}"))?;
         let again = state(&backend).await;
         if again != recovered {
             return Err(format!("two reopens differ:\n{recovered:?}\n{again:?}"));
@@ -370,23 +484,31 @@ fn diff(expected: &Model, got: &Model) -> String {
 
 #[test]
 fn crash_loop_holds_the_oracle() {
-    let seeds: Vec<u64> = match std::env::var("CRASH_SEED")
+    let seeds: Vec<(u64, Config)> = match std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        Some(one) => vec![one],
+        Some(one) => vec![REGRESSION_SEEDS
+            .iter()
+            .copied()
+            .find(|(s, _)| *s == one)
+            .unwrap_or((one, Config::of(one)))],
         None => {
             let n: u64 = std::env::var("CRASH_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1000);
-            REGRESSION_SEEDS.iter().copied().chain(0..n).collect()
+            REGRESSION_SEEDS
+                .iter()
+                .copied()
+                .chain((0..n).map(|s| (s, Config::of(s))))
+                .collect()
         }
     };
     let mut failures = Vec::new();
-    for seed in &seeds {
-        if let Err(e) = run_seed(*seed) {
-            eprintln!("seed {seed} FAILED: {e}\n");
+    for (seed, config) in &seeds {
+        if let Err(e) = run_seed(*seed, *config) {
+            eprintln!("seed {seed} ({config:?}) FAILED: {e}\n");
             failures.push(*seed);
         }
     }

@@ -137,6 +137,29 @@ proptest! {
     }
 }
 
+#[cfg(feature = "rocksdb")]
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The LSM engine with 64-byte blocks, 256-byte memtables and a manifest
+    /// that rolls over every 512 bytes against RocksDB: a table spans many
+    /// blocks (a 100–400-byte value fills one alone), a partition gathers
+    /// many level-0 tables, and `compact` (a flush of the partition, for
+    /// now) cuts memtables at random points.
+    #[test]
+    fn lsm_tiny_blocks_vs_rocksdb(ops in ops(200)) {
+        let lsm = kalamdb_store::testing::LsmHarness::with_options(kalamdb_store::LsmOptions {
+            memtable_size: 256,
+            wal_file_size: 2048,
+            block_size: 64,
+            manifest_rollover_size: 512,
+            ..Default::default()
+        });
+        let outcome = run(compare(lsm, kalamdb_store::testing::RocksDbHarness::new(), &ops));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
 #[cfg(feature = "sled")]
 proptest! {
     #![proptest_config(config(128))]

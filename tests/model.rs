@@ -25,7 +25,6 @@ fn config(default_cases: u32) -> ProptestConfig {
     }
 }
 
-/// Small memtables and WAL files, so sequences rotate both often.
 /// Tiny memtables, blocks, caches, tables and levels: data reaches several
 /// level-0 tables of many blocks and compaction runs concurrently, through
 /// several levels; the block cache evicts and the table cache closes and

@@ -76,6 +76,8 @@ pub struct CommitState {
     /// Leadership was handed to the committer thread.
     pub(crate) handoff: bool,
     pub(crate) next_seq: SeqNo,
+    /// Every write with a sequence number up to this is durable (synced).
+    pub(crate) durable_seq: SeqNo,
     pub(crate) unpublished: VecDeque<Group>,
     /// Sync handle of the WAL being written.
     pub(crate) current_sync: SyncHandle,
@@ -123,6 +125,31 @@ impl Inner {
             done,
         });
         completion.wait().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Makes every acknowledged write, and every write up to `through`,
+    /// durable before a change that must not overtake them (a catalogue
+    /// change; a flush of entries up to `through`, which may not be visible
+    /// yet) becomes durable itself — otherwise a power loss could keep the
+    /// change but lose earlier writes, a hole in history (the crash loop
+    /// found both). Skips the sync when there is nothing to
+    /// make durable: every such write is already synced and no rotated WAL
+    /// awaits its sync. Engine threads and blocking DDL only, never async
+    /// callers.
+    pub(crate) fn sync_acknowledged(&self, through: SeqNo) -> Result<()> {
+        // Visible first: a write published after this load was not
+        // acknowledged before the caller's change began.
+        let needed = self.visible_seq.load(Ordering::Acquire).max(through);
+        {
+            let st = lock(&self.commit);
+            if let Some(why) = &st.poisoned {
+                return Err(poisoned_error(why));
+            }
+            if st.durable_seq >= needed && st.to_sync.is_empty() && !st.dir_unsynced {
+                return Ok(());
+            }
+        }
+        self.sync_wal_and_wait()
     }
 
     /// Runs the leader loop until the queue is empty (or hands off).
@@ -321,6 +348,8 @@ impl Inner {
     ) -> MutexGuard<'a, CommitState> {
         let n = st.unpublished.len();
         if st.unpublished.iter().any(|g| g.needs_sync) {
+            // These groups were written before the sync starts: it covers them.
+            let covered = st.unpublished.iter().map(|g| g.last_seq).max();
             let old = std::mem::take(&mut st.to_sync);
             let current = st.current_sync.clone();
             let dir_unsynced = std::mem::replace(&mut st.dir_unsynced, false);
@@ -337,6 +366,9 @@ impl Inner {
                 }
                 fail_queue(&mut st, &why);
                 return st;
+            }
+            if let Some(seq) = covered {
+                st.durable_seq = st.durable_seq.max(seq);
             }
         }
         let groups: Vec<Group> = st.unpublished.drain(..n).collect();

@@ -310,11 +310,19 @@ impl Inner {
             let mut q = lock(&self.compaction);
             q.running = false;
             q.done += 1;
+            if result.is_ok() {
+                q.last_error = None;
+            }
             if let Err(e) = result {
                 // Dropped from the queue: retried at the partition's next
                 // flush, not in a hot loop.
                 q.last_error = Some(e.to_string());
                 q.pending.remove(&p.id());
+                drop(q);
+                // Writers stopped on level 0 get the error rather than wait.
+                self.wake_stalled();
+                self.compaction_wake.notify_all();
+                continue;
             }
             self.compaction_wake.notify_all();
         }

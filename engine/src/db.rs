@@ -332,6 +332,8 @@ impl Db {
                 leader_active: false,
                 handoff: false,
                 next_seq: last_seq + 1,
+                // Recovery synced every WAL file it kept.
+                durable_seq: last_seq,
                 unpublished: VecDeque::new(),
                 current_sync,
                 to_sync: Vec::new(),
@@ -364,10 +366,25 @@ impl Db {
         let compactor = std::thread::Builder::new()
             .name("kalamdb-lsm-compact".into())
             .spawn(move || worker.compaction_loop())?;
+        // From here on, an error drops `db`, which stops the threads.
+        let db = Db {
+            inner,
+            committer: Some(committer),
+            flusher: Some(flusher),
+            compactor: Some(compactor),
+        };
+        let inner = &db.inner;
         for p in inner.partitions_snapshot() {
             if p.table_count() > 0 {
                 inner.schedule_compaction(&p);
             }
+        }
+        // WAL files that hold nothing a memtable needs (e.g. every earlier
+        // session's, when nothing was written since the last flush) go now,
+        // rather than piling up one per open.
+        {
+            let _flushes = lock(&inner.flush_lock);
+            inner.release_wals()?;
         }
         // Recovered memtables over the size limit are flushed right away.
         let big: Vec<Arc<PartitionState>> = inner
@@ -381,12 +398,7 @@ impl Db {
         // The recovered memtables and WAL files may exceed the budget or
         // the WAL limit.
         inner.request_limit_check();
-        Ok(Db {
-            inner,
-            committer: Some(committer),
-            flusher: Some(flusher),
-            compactor: Some(compactor),
-        })
+        Ok(db)
     }
 
     /// The database directory.
@@ -408,36 +420,74 @@ impl Db {
 
     /// Creates a partition; `Ok` if it exists already. Durable on return.
     ///
+    /// Concurrent creates share fsyncs: each appends its manifest edit under
+    /// the DDL lock, then waits for the edit to be durable outside it, so one
+    /// manifest fsync covers every edit appended before it began. The WAL is
+    /// synced first only if an acknowledged write is not yet durable. An
+    /// empty partition costs one manifest edit (no file, no directory).
+    ///
     /// # Errors
     /// I/O errors writing the manifest (or syncing the WAL first).
     pub fn create_partition(&self, name: &str) -> Result<()> {
-        let _ddl = lock(&self.inner.ddl);
-        if read(&self.inner.partitions).contains_key(name) {
+        if self.partition_exists(name) {
             return Ok(());
         }
-        self.sync_before_catalog_change()?;
-        let edit = self.inner.manifest.log_with(|s| {
-            VersionEdit::one(Change::CreatePartition {
-                id: s.next_partition_id,
-                name: name.to_string(),
-            })
-        })?;
-        let id = match edit.changes.first() {
-            Some(Change::CreatePartition { id, .. }) => *id,
-            _ => return Err(Error::Io(std::io::Error::other("manifest lost a create"))),
+        self.inner.sync_acknowledged(0)?;
+        let (id, position) = {
+            let _ddl = lock(&self.inner.ddl);
+            if read(&self.inner.partitions).contains_key(name) {
+                return Ok(());
+            }
+            let pending = self
+                .inner
+                .manifest
+                .with_state(|s| s.names.get(name).copied());
+            match pending {
+                // Logged by a concurrent create that is still waiting for its
+                // fsync: wait for the same edit.
+                Some(id) => (id, self.inner.manifest.appended()),
+                None => {
+                    let (position, edit) = self.inner.manifest.append_with(|s| {
+                        VersionEdit::one(Change::CreatePartition {
+                            id: s.next_partition_id,
+                            name: name.to_string(),
+                        })
+                    })?;
+                    let id = match edit.changes.first() {
+                        Some(Change::CreatePartition { id, .. }) => *id,
+                        _ => {
+                            return Err(Error::Io(std::io::Error::other("manifest lost a create")))
+                        }
+                    };
+                    (id, position)
+                }
+            }
         };
-        write(&self.inner.partitions).insert(
-            name.to_string(),
-            Arc::new(PartitionState::new(
-                id,
-                name.to_string(),
-                Arc::new(PartitionDir::new(
-                    self.inner.dir.join(id.to_string()),
-                    self.inner.fs.clone(),
-                )),
-                self.inner.usage.clone(),
-            )),
-        );
+        self.inner.manifest.commit(position)?;
+        // Visible only once durable. A drop cannot have happened meanwhile
+        // (it needs the partition visible), unless another create of the same
+        // edit made it visible first and it was dropped since: then the name
+        // no longer maps to `id`, and it stays dropped.
+        let _ddl = lock(&self.inner.ddl);
+        let live = self
+            .inner
+            .manifest
+            .with_state(|s| s.names.get(name) == Some(&id));
+        if live {
+            write(&self.inner.partitions)
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    Arc::new(PartitionState::new(
+                        id,
+                        name.to_string(),
+                        Arc::new(PartitionDir::new(
+                            self.inner.dir.join(id.to_string()),
+                            self.inner.fs.clone(),
+                        )),
+                        self.inner.usage.clone(),
+                    ))
+                });
+        }
         Ok(())
     }
 
@@ -448,12 +498,15 @@ impl Db {
     /// # Errors
     /// `PartitionNotFound`; I/O errors writing the manifest.
     pub fn drop_partition(&self, name: &str) -> Result<()> {
+        if !self.partition_exists(name) {
+            return Err(Error::PartitionNotFound(name.to_string()));
+        }
+        self.inner.sync_acknowledged(0)?;
         let _ddl = lock(&self.inner.ddl);
         let id = read(&self.inner.partitions)
             .get(name)
             .map(|p| p.id())
             .ok_or_else(|| Error::PartitionNotFound(name.to_string()))?;
-        self.sync_before_catalog_change()?;
         self.inner
             .manifest
             .log(&VersionEdit::one(Change::DropPartition { id }))?;
@@ -471,11 +524,18 @@ impl Db {
     /// # Errors
     /// The error of a failed flush.
     pub fn flush(&self) -> Result<()> {
-        for p in self.inner.partitions_snapshot() {
-            p.rotate();
-            self.inner.flush_partition(&p)?;
+        // Partitions without data (most of them, with many) cost nothing.
+        let with_data: Vec<Arc<PartitionState>> = self
+            .inner
+            .partitions_snapshot()
+            .into_iter()
+            .filter(|p| p.rotate() || p.immutable_count() > 0)
+            .collect();
+        let _one_at_a_time = lock(&self.inner.flush_lock);
+        for p in &with_data {
+            self.inner.flush_memtables(p)?;
         }
-        Ok(())
+        self.inner.release_wals()
     }
 
     /// Compacts one partition completely: flushes its memtables, then
@@ -532,11 +592,14 @@ impl Db {
         }
     }
 
-    /// A catalogue change is durable when it returns, so every write
-    /// acknowledged before it must be durable too — otherwise a power loss
-    /// could keep the change but lose earlier writes (a hole in history).
-    fn sync_before_catalog_change(&self) -> Result<()> {
-        self.sync_wal()?.wait().unwrap_or(Err(Error::Closed))
+    /// Flushes one partition's memtables to tables and waits for it.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`; the error of a failed flush.
+    pub fn flush_partition(&self, name: &str) -> Result<()> {
+        let p = self.partition(name)?;
+        p.rotate();
+        self.inner.flush_partition(&p)
     }
 
     /// Whether a partition exists.

@@ -23,6 +23,10 @@ pub enum Error {
     Poisoned(String),
     /// The directory is in use by another handle or process.
     Locked(String),
+    /// A write was refused before it was queued: its partition's writes are
+    /// stopped (backpressure) and the background work that would resume
+    /// them failed. Nothing was written.
+    Stalled(String),
     /// No partition has this name.
     PartitionNotFound(String),
     /// The engine is shutting down.
@@ -40,6 +44,7 @@ impl std::fmt::Display for Error {
             } => write!(f, "{} at {offset}: {reason}", file.display()),
             Error::Poisoned(why) => write!(f, "{why}"),
             Error::Locked(why) => write!(f, "{why}"),
+            Error::Stalled(why) => write!(f, "{why}"),
             Error::PartitionNotFound(name) => write!(f, "partition not found: {name}"),
             Error::Closed => write!(f, "the engine is closed"),
         }
@@ -81,6 +86,7 @@ impl Error {
             },
             Error::Poisoned(s) => Error::Poisoned(s.clone()),
             Error::Locked(s) => Error::Locked(s.clone()),
+            Error::Stalled(s) => Error::Stalled(s.clone()),
             Error::PartitionNotFound(s) => Error::PartitionNotFound(s.clone()),
             Error::Closed => Error::Closed,
         }

@@ -120,6 +120,11 @@ impl Inner {
                     q.done += 1;
                     if let Err(e) = result {
                         q.last_error = Some(e.to_string());
+                        // Writers stopped on this partition get the error
+                        // rather than waiting for a flush that failed.
+                        drop(q);
+                        self.wake_stalled();
+                        q = lock(&self.flush);
                     }
                     // Check again once the queue runs empty: the flushes may
                     // have freed the oldest WAL file while the limit is still
@@ -209,15 +214,23 @@ impl Inner {
         (picked, claimed.is_some())
     }
 
-    /// Flushes every immutable memtable of `p`, oldest first.
+    /// Flushes every immutable memtable of `p`, oldest first, then releases
+    /// WAL files no memtable needs.
     pub(crate) fn flush_partition(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _one_at_a_time = lock(&self.flush_lock);
+        self.flush_memtables(p)?;
+        self.release_wals()
+    }
+
+    /// Flushes every immutable memtable of `p`, oldest first. The caller
+    /// holds `flush_lock`.
+    pub(crate) fn flush_memtables(&self, p: &Arc<PartitionState>) -> Result<()> {
         while let Some(memtable) = p.oldest_immutable() {
             if p.is_dropped() || !self.flush_memtable(p, &memtable)? {
                 return Ok(());
             }
         }
-        self.release_wals()
+        Ok(())
     }
 
     /// Flushes one memtable; `Ok(false)` if the partition was dropped
@@ -252,7 +265,7 @@ impl Inner {
         // Once the edit is logged the table survives a power loss; every
         // write before the table's entries must too (no holes across
         // partitions), so the WAL is synced first.
-        if let Err(e) = self.sync_wal_and_wait() {
+        if let Err(e) = self.sync_acknowledged(memtable.max_seq()) {
             let _ = self.fs.remove_file(&path);
             return Err(e);
         }
@@ -372,7 +385,8 @@ impl Inner {
         retired.push(Arc::downgrade(memtable));
     }
 
-    /// Records and deletes WAL files that no memtable needs any more.
+    /// Records and deletes WAL files that no memtable needs any more. The
+    /// caller holds `flush_lock`.
     pub(crate) fn release_wals(&self) -> Result<()> {
         let current = lock(&self.wal).number();
         let needed = self

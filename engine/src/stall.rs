@@ -18,6 +18,7 @@
 //! `Stats::stall_micros`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::completion::{completion, Completer, Completion};
@@ -70,7 +71,7 @@ impl Inner {
     }
 
     /// The stall for a write touching `partitions` (the worst of theirs).
-    pub(crate) fn stall(&self, partitions: &[std::sync::Arc<PartitionState>]) -> Result<Stall> {
+    pub(crate) fn stall(&self, partitions: &[Arc<PartitionState>]) -> Result<Stall> {
         let worst = partitions
             .iter()
             .filter_map(|p| self.partition_stall(p))
@@ -88,9 +89,24 @@ impl Inner {
                     return Ok(Stall::Go);
                 }
                 if let Some(e) = lock(&self.flush).last_error.clone() {
-                    return Err(Error::Io(std::io::Error::other(format!(
-                        "writes stopped: the background flush failed: {e}"
-                    ))));
+                    return Err(Error::Stalled(format!(
+                        "stalled: writes to this partition are stopped and its flush failed: {e}"
+                    )));
+                }
+                if let Some(e) = lock(&self.compaction).last_error.clone() {
+                    return Err(Error::Stalled(format!(
+                        "stalled: writes to this partition are stopped and compaction failed: {e}"
+                    )));
+                }
+                // Make sure the memtables that stop the writers are queued
+                // (a failed flush is not retried on its own).
+                let waiting: Vec<Arc<PartitionState>> = partitions
+                    .iter()
+                    .filter(|p| p.immutable_count() > 0)
+                    .cloned()
+                    .collect();
+                if !waiting.is_empty() {
+                    self.schedule_flush(waiting);
                 }
                 if self.closing() {
                     return Err(Error::Closed);

@@ -83,7 +83,7 @@ fn map_err(e: kalamdb_lsm::Error) -> Error {
         E::Io(e) => Error::Io(e),
         E::PartitionNotFound(name) => Error::PartitionNotFound(name),
         E::Corruption { .. } => BackendErrorKind::Corruption.error(e),
-        E::Poisoned(msg) | E::Locked(msg) => Error::Backend(msg),
+        E::Poisoned(msg) | E::Locked(msg) | E::Stalled(msg) => Error::Backend(msg),
         E::Closed => Error::Io(std::io::Error::other("the LSM engine is closed")),
     }
 }
@@ -163,10 +163,13 @@ impl LsmBackend {
             .map_err(map_err)
     }
 
-    /// Flushes every partition's memtables to tables and waits for it.
+    /// Flushes every partition's memtables to SSTables and waits for it
+    /// (runs in `spawn_blocking` when a tokio runtime is present). Writes
+    /// are durable without it; it lets tests and tools put data into tables
+    /// at a chosen moment.
     ///
     /// # Errors
-    /// The error of a failed flush.
+    /// I/O errors of the flush; `poisoned:` after an earlier failure.
     pub async fn flush(&self) -> Result<()> {
         self.blocking(|db| db.flush()).await
     }
@@ -271,7 +274,8 @@ impl LsmBackend {
         Ok(())
     }
 
-    /// Runs blocking catalogue work off the async worker when possible.
+    /// Runs blocking catalogue or flush work off the async worker when
+    /// possible.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> kalamdb_lsm::Result<T> + Send + 'static,

@@ -1,8 +1,9 @@
 //! The file-system seam: every file operation of the engine goes through
 //! [`Fs`].
 //!
-//! Two implementations:
+//! Implementations:
 //! - [`RealFs`]: `std::fs` on the host file system.
+//! - [`CountingFs`]: wraps another and counts syncs, creates and opens.
 //! - [`SimFs`]: an in-memory file system for crash and fault tests. It tracks
 //!   which bytes and which directory entries are durable, simulates power loss
 //!   ([`SimFs::crash`]), injects errors ([`SimFs::inject`]) and can hold syncs
@@ -29,9 +30,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod counting;
 pub mod real;
 pub mod sim;
 
+pub use counting::{CountingFs, FsCounts};
 pub use real::RealFs;
 pub use sim::SimFs;
 

@@ -14,8 +14,14 @@
 //! log never grows across opens. While open, [`Manifest::log`] appends an
 //! edit and makes it durable before returning; concurrent callers share
 //! fsyncs (group commit: an fsync covers every edit appended before it
-//! started). When the file passes `rollover_size` it is replaced by a fresh
-//! snapshot the same way.
+//! started). A caller that must not hold its own lock across the fsync
+//! splits the two: [`Manifest::append_with`], then [`Manifest::commit`].
+//! When the file passes `rollover_size` — and its edits take at least as
+//! many bytes as the snapshot it starts with, so a large state is not
+//! rewritten at every edit — it is replaced by a fresh snapshot the same way.
+//!
+//! Applying an edit costs what it touches, not the size of the state
+//! (100,000 partitions make no edit slower).
 //!
 //! After a failed append or fsync the manifest refuses further edits
 //! (`poisoned:`) until the database is reopened.
@@ -24,7 +30,7 @@ pub mod edit;
 pub mod state;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 pub use edit::{Change, TableRecord, VersionEdit};
 pub use state::{ManifestState, PartitionRecord};
@@ -58,6 +64,8 @@ struct Writer {
     block_offset: usize,
     /// Bytes appended to the current file.
     file_len: u64,
+    /// Bytes of the snapshot record the current file starts with.
+    snapshot_len: u64,
     /// Bytes appended over the manifest's life (all files): sync positions.
     appended: u64,
     state: ManifestState,
@@ -68,7 +76,9 @@ struct Writer {
 type Rolled = (Box<dyn WritableFile>, u64, Box<dyn WritableFile>);
 
 struct Syncer {
-    handle: Box<dyn WritableFile>,
+    /// The handle fsyncs go through; `None` while a caller is syncing with
+    /// it (the lock is not held across the fsync).
+    handle: Option<Box<dyn WritableFile>>,
     /// Every byte appended up to this position is durable.
     synced: u64,
 }
@@ -80,6 +90,8 @@ pub struct Manifest {
     rollover_size: u64,
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
+    /// Signalled when a sync ends (the handle is back).
+    sync_done: Condvar,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -167,11 +179,16 @@ impl Manifest {
                 file,
                 block_offset: (len as usize) % BLOCK_SIZE,
                 file_len: len,
+                snapshot_len: len,
                 appended: 0,
                 state,
                 failed: None,
             }),
-            syncer: Mutex::new(Syncer { handle, synced: 0 }),
+            syncer: Mutex::new(Syncer {
+                handle: Some(handle),
+                synced: 0,
+            }),
+            sync_done: Condvar::new(),
         })
     }
 
@@ -216,65 +233,130 @@ impl Manifest {
         &self,
         make: impl FnOnce(&ManifestState) -> VersionEdit,
     ) -> Result<VersionEdit> {
-        let (position, edit) = {
-            let mut w = lock(&self.writer);
-            if let Some(why) = &w.failed {
-                return Err(poisoned(why));
-            }
-            let edit = make(&w.state);
-            let edit = &edit;
-            let mut next = w.state.clone();
-            next.apply(edit).map_err(|why| {
-                Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
-            })?;
-            let mut payload = Vec::new();
-            edit.encode(&mut payload);
-            let mut bytes = Vec::with_capacity(payload.len() + 16);
-            let mut offset = w.block_offset;
-            encode_record(&mut offset, &payload, &mut bytes);
-            if let Err(e) = w.file.append(&bytes) {
-                w.failed = Some(e.to_string());
-                return Err(Error::Io(e));
-            }
-            w.block_offset = offset;
-            w.file_len += bytes.len() as u64;
-            w.appended += bytes.len() as u64;
-            w.state = next;
-            (w.appended, edit.clone())
-        };
-        self.sync_to(position)?;
-        self.maybe_roll_over()?;
+        let (position, edit) = self.append_with(make)?;
+        self.commit(position)?;
         Ok(edit)
+    }
+
+    /// Validates the edit `make` builds from the current state, applies it
+    /// and appends it, without waiting for it to be durable: returns the
+    /// position to pass to [`commit`](Self::commit) and the edit. Until then
+    /// a crash may lose it.
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
+    pub fn append_with(
+        &self,
+        make: impl FnOnce(&ManifestState) -> VersionEdit,
+    ) -> Result<(u64, VersionEdit)> {
+        let mut w = lock(&self.writer);
+        if let Some(why) = &w.failed {
+            return Err(poisoned(why));
+        }
+        let edit = make(&w.state);
+        w.state
+            .apply(&edit)
+            .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why)))?;
+        let mut payload = Vec::new();
+        edit.encode(&mut payload);
+        let mut bytes = Vec::with_capacity(payload.len() + 16);
+        let mut offset = w.block_offset;
+        encode_record(&mut offset, &payload, &mut bytes);
+        if let Err(e) = w.file.append(&bytes) {
+            // The state now holds an edit the file may lack: refuse every
+            // later edit (the next open reads the file, not this state).
+            w.failed = Some(e.to_string());
+            return Err(Error::Io(e));
+        }
+        w.block_offset = offset;
+        w.file_len += bytes.len() as u64;
+        w.appended += bytes.len() as u64;
+        Ok((w.appended, edit))
+    }
+
+    /// Position of everything appended so far, for [`commit`](Self::commit).
+    pub fn appended(&self) -> u64 {
+        lock(&self.writer).appended
+    }
+
+    /// Returns once every edit appended up to `position` is durable (sharing
+    /// an fsync with concurrent callers), then rolls the manifest over if it
+    /// is due.
+    ///
+    /// # Errors
+    /// I/O errors (after which the manifest is poisoned); `Poisoned` after
+    /// an earlier failure.
+    pub fn commit(&self, position: u64) -> Result<()> {
+        self.sync_to(position)?;
+        self.maybe_roll_over()
     }
 
     /// Returns once every byte up to `position` is durable, syncing if no
     /// other caller's sync already covered it.
+    ///
+    /// Group commit: one caller at a time syncs, without holding the lock,
+    /// everything appended when its sync began; callers arriving meanwhile
+    /// wait for it and return at once if it covered them, or one of them
+    /// syncs next for all the others. (Holding the lock across the fsync
+    /// would make each covered caller queue behind the next fsync.)
     fn sync_to(&self, position: u64) -> Result<()> {
         let mut s = lock(&self.syncer);
-        if s.synced >= position {
-            return Ok(());
-        }
-        let target = {
-            let w = lock(&self.writer);
-            if let Some(why) = &w.failed {
-                return Err(poisoned(why));
+        loop {
+            if s.synced >= position {
+                return Ok(());
             }
-            w.appended
-        };
-        if let Err(e) = s.handle.sync_data() {
-            lock(&self.writer).failed = Some(e.to_string());
-            return Err(Error::Io(e));
+            let Some(mut handle) = s.handle.take() else {
+                s = self.wait_sync(s);
+                continue;
+            };
+            // Lock order: syncer, then writer.
+            let target = {
+                let w = lock(&self.writer);
+                if let Some(why) = &w.failed {
+                    s.handle = Some(handle);
+                    return Err(poisoned(why));
+                }
+                w.appended
+            };
+            drop(s);
+            let synced = handle.sync_data();
+            s = lock(&self.syncer);
+            s.handle = Some(handle);
+            self.sync_done.notify_all();
+            if let Err(e) = synced {
+                lock(&self.writer).failed = Some(e.to_string());
+                return Err(Error::Io(e));
+            }
+            s.synced = s.synced.max(target);
         }
-        s.synced = target;
-        Ok(())
+    }
+
+    fn wait_sync<'a>(&self, s: MutexGuard<'a, Syncer>) -> MutexGuard<'a, Syncer> {
+        self.sync_done
+            .wait(s)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn roll_over_due(&self, w: &Writer) -> bool {
+        w.failed.is_none()
+            && w.file_len >= self.rollover_size
+            && w.file_len - w.snapshot_len >= w.snapshot_len
     }
 
     fn maybe_roll_over(&self) -> Result<()> {
-        let mut w = lock(&self.writer);
-        if w.file_len < self.rollover_size || w.failed.is_some() {
+        if !self.roll_over_due(&lock(&self.writer)) {
             return Ok(());
         }
+        // Lock order: syncer, then writer (as in `sync_to`); no sync may be
+        // running on the old file's handle while it is replaced.
         let mut s = lock(&self.syncer);
+        while s.handle.is_none() {
+            s = self.wait_sync(s);
+        }
+        let mut w = lock(&self.writer);
+        if !self.roll_over_due(&w) {
+            return Ok(()); // another caller rolled it over meanwhile
+        }
         let number = w.number + 1;
         let rolled = (|| -> Result<Rolled> {
             let (file, len) = write_snapshot(&self.fs, &self.dir, number, &w.state)?;
@@ -290,11 +372,12 @@ impl Manifest {
                 w.number = number;
                 w.file = file;
                 w.file_len = len;
+                w.snapshot_len = len;
                 w.block_offset = (len as usize) % BLOCK_SIZE;
-                s.handle = handle;
+                s.handle = Some(handle);
                 s.synced = w.appended;
-                drop(s);
                 drop(w);
+                drop(s);
                 // The old file is unreferenced; failing to delete it only
                 // leaves garbage that the next open removes.
                 let _ = self.fs.remove_file(&old);

@@ -49,19 +49,79 @@ impl Default for ManifestState {
     }
 }
 
+/// The partition a change creates, drops or modifies.
+fn touched_partition(change: &Change) -> Option<u64> {
+    match change {
+        Change::CreatePartition { id, .. } | Change::DropPartition { id } => Some(*id),
+        Change::AddTable(t) => Some(t.partition),
+        Change::RemoveTable { partition, .. } | Change::Flushed { partition, .. } => {
+            Some(*partition)
+        }
+        Change::LogNumber(_)
+        | Change::NextFileNumber(_)
+        | Change::NextPartitionId(_)
+        | Change::LastSequence(_) => None,
+    }
+}
+
 impl ManifestState {
     /// Applies an edit, all or nothing.
     ///
     /// # Errors
     /// Why the edit does not fit the state (a corrupt or inconsistent
     /// manifest); the state is then unchanged.
+    ///
+    /// Costs what the edit touches, not the size of the state: the state is
+    /// changed in place, and on a refused change the partitions the edit
+    /// touched are put back as they were (each change checks before it
+    /// mutates, so a refused change itself changed nothing).
     pub fn apply(&mut self, edit: &VersionEdit) -> Result<(), String> {
-        let mut next = self.clone();
+        let counters = (
+            self.log_number,
+            self.next_file_number,
+            self.next_partition_id,
+            self.last_sequence,
+        );
+        // Each touched partition as it was before the edit (`None`: absent).
+        let mut before: HashMap<u64, Option<PartitionRecord>> = HashMap::new();
         for change in &edit.changes {
-            next.apply_one(change)?;
+            if let Some(id) = touched_partition(change) {
+                before
+                    .entry(id)
+                    .or_insert_with(|| self.partitions.get(&id).cloned());
+            }
+            if let Err(why) = self.apply_one(change) {
+                self.restore(before);
+                (
+                    self.log_number,
+                    self.next_file_number,
+                    self.next_partition_id,
+                    self.last_sequence,
+                ) = counters;
+                return Err(why);
+            }
         }
-        *self = next;
         Ok(())
+    }
+
+    /// Puts the partitions in `before` back as they were.
+    fn restore(&mut self, before: HashMap<u64, Option<PartitionRecord>>) {
+        // Names first leave with their current records (an edit may have
+        // dropped a partition and created another of the same name), then
+        // come back with the old ones.
+        for id in before.keys() {
+            if let Some(now) = self.partitions.remove(id) {
+                if self.names.get(&now.name) == Some(id) {
+                    self.names.remove(&now.name);
+                }
+            }
+        }
+        for (id, record) in before {
+            if let Some(record) = record {
+                self.names.insert(record.name.clone(), id);
+                self.partitions.insert(id, record);
+            }
+        }
     }
 
     fn apply_one(&mut self, change: &Change) -> Result<(), String> {
@@ -312,6 +372,43 @@ mod tests {
             VersionEdit::decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])
                 .unwrap();
         assert!(ManifestState::default().apply(&decoded).is_err());
+    }
+
+    #[test]
+    fn a_refused_edit_puts_back_what_earlier_changes_of_it_did() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit {
+            changes: vec![create(1, "a"), create(2, "b"), add(1, 0, 5)],
+        })
+        .unwrap();
+        let before = s.clone();
+        // Drop "a", reuse its name, move tables around and bump counters;
+        // the last change is refused, so none of it may stay.
+        let err = s.apply(&VersionEdit {
+            changes: vec![
+                Change::DropPartition { id: 1 },
+                create(3, "a"),
+                add(3, 0, 9),
+                add(2, 0, 10),
+                Change::RemoveTable {
+                    partition: 2,
+                    level: 0,
+                    file: 10,
+                },
+                Change::Flushed {
+                    partition: 2,
+                    seq: 7,
+                },
+                Change::LogNumber(4),
+                Change::LastSequence(99),
+                Change::DropPartition { id: 2 },
+                Change::DropPartition { id: 2 },
+            ],
+        });
+        assert!(err.is_err());
+        assert_eq!(s, before);
+        assert_eq!(s.names.get("a"), Some(&1));
+        assert_eq!(s.next_partition_id, 3);
     }
 
     #[test]
