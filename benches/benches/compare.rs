@@ -48,7 +48,7 @@ fn parse(args: &[String]) -> Result<Option<Cmd>, String> {
         n,
         reads: 0,
         reps: if quick { 1 } else { 3 },
-        max_secs: if quick { 15.0 } else { 60.0 },
+        max_secs: if quick { 5.0 } else { 30.0 },
         quiet_cap_secs: if quick { 30.0 } else { 120.0 },
         backends: Kind::ALL.to_vec(),
         only: Vec::new(),
@@ -105,13 +105,15 @@ fn run(cmd: Cmd, args: &[String]) {
         .filter(|a| *a != "--bench")
         .collect();
     let machine = Machine::probe(&o.data_dir);
-    let info = RunInfo {
-        command: format!(
-            "cargo bench -p kalamdb-bench --bench compare -- {}",
-            shown.join(" ")
-        )
-        .trim_end()
-        .to_string(),
+    let mut info = RunInfo {
+        command: std::env::var("KALAMDB_BENCH_COMMAND").unwrap_or_else(|_| {
+            format!(
+                "cargo bench -p kalamdb-bench --bench compare -- {}",
+                shown.join(" ")
+            )
+            .trim_end()
+            .to_string()
+        }),
         n: o.n,
         reads: o.reads,
         reps: o.reps,
@@ -120,6 +122,7 @@ fn run(cmd: Cmd, args: &[String]) {
         date: date(),
         commit: commit(),
         backends: o.backends.clone(),
+        load: (report::loadavg(), String::new()),
     };
     eprintln!(
         "N = {}, {} reads per cell, {} repetition(s), data in {} ({})",
@@ -133,6 +136,7 @@ fn run(cmd: Cmd, args: &[String]) {
         eprintln!("warning: the data directory is on tmpfs: fdatasync costs nothing there");
     }
     let results = runner::run(o);
+    info.load.1 = report::loadavg();
     let sums = report::summarize(&results);
     let md = report::markdown(&info, &sums);
     let svg = report::svg(&info, &sums);
@@ -162,7 +166,9 @@ fn docs_page(md: &str) -> String {
          `benches/README.md` for the workloads, metrics and method). Every\n\
          backend runs the same workloads through the `StorageBackend` trait,\n\
          each backend × workload cell in its own process, with the pinned\n\
-         configuration listed at the end. Written by `--write-docs`.\n\n\
+         configuration listed at the end. `scripts/bench.sh` builds the Rust\n\
+         code at opt-level 3 and reuses the test suite's RocksDB build (C++ at\n\
+         -O2, RocksDB's own default). Written by `--write-docs`.\n\n\
          ![ops/s relative to RocksDB](benchmarks.svg)\n\n{md}"
     )
 }

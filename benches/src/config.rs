@@ -69,7 +69,13 @@ pub fn settings(kind: Kind, cfg: &BenchConfig) -> Vec<(&'static str, String)> {
                 "block cache (LRU)",
                 format!("{cache}; index and filter blocks charged to it, L0's pinned"),
             ),
-            ("bloom", format!("{bloom} (full filters)")),
+            (
+                "index / filters",
+                "partitioned (two-level index, partitioned filters, top level pinned): \
+                 RocksDB's setting for a cache smaller than its index and filters"
+                    .into(),
+            ),
+            ("bloom", bloom),
             ("block_size", "4 KiB (RocksDB default)".into()),
             ("compression", "none".into()),
             ("WAL", "on, no sync; fillsync: sync per write".into()),
@@ -143,6 +149,7 @@ pub fn rocksdb_options(cfg: &BenchConfig, sync: bool) -> kalamdb_store::RocksDbO
         bloom_bits_per_key: f64::from(cfg.bloom_bits_per_key),
         write_buffer_size: cfg.write_buffer,
         max_background_jobs: i32::try_from(cfg.background_threads).unwrap_or(2),
+        partitioned_index_filters: true,
     }
 }
 

@@ -31,6 +31,19 @@ pub struct RunInfo {
     pub commit: String,
     /// Backends in column order.
     pub backends: Vec<Kind>,
+    /// /proc/loadavg when the run started and when it ended (other jobs on
+    /// the machine show up here).
+    pub load: (String, String),
+}
+
+/// The 1-, 5- and 15-minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The machine the run measured.
@@ -200,6 +213,11 @@ pub fn markdown(info: &RunInfo, sums: &[Summary]) -> String {
         m.memory as f64 / (1u64 << 30) as f64,
         m.kernel,
         m.filesystem
+    );
+    let _ = writeln!(
+        md,
+        "- Load average (1/5/15 min) at the start: {}; at the end: {}",
+        info.load.0, info.load.1
     );
     if let (Some(r1), Some(r16)) = (
         find(sums, "rawsync/1", "disk"),
