@@ -49,7 +49,7 @@ fn parse(args: &[String]) -> Result<Option<Cmd>, String> {
         reads: 0,
         reps: if quick { 1 } else { 3 },
         max_secs: if quick { 5.0 } else { 30.0 },
-        quiet_cap_secs: if quick { 30.0 } else { 120.0 },
+        quiet_cap_secs: if quick { 15.0 } else { 120.0 },
         backends: Kind::ALL.to_vec(),
         only: Vec::new(),
         data_dir: std::env::temp_dir().join("kalamdb-bench"),
@@ -162,8 +162,9 @@ fn run(cmd: Cmd, args: &[String]) {
 fn docs_page(md: &str) -> String {
     format!(
         "# Benchmarks\n\n\
-         The latest full run of the comparison harness (`benches/`, see\n\
-         `benches/README.md` for the workloads, metrics and method). Every\n\
+         The latest recorded run of the comparison harness (`benches/`, see\n\
+         `benches/README.md` for the workloads, metrics and method; `--quick`\n\
+         is N = 1M and one repetition, the full run N = 5M and three). Every\n\
          backend runs the same workloads through the `StorageBackend` trait,\n\
          each backend × workload cell in its own process, with the pinned\n\
          configuration listed at the end. `scripts/bench.sh` builds the Rust\n\
