@@ -447,3 +447,80 @@ pub fn svg(info: &RunInfo, sums: &[Summary]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(backend: &str, workload: &str, rep: u32, ops_per_sec: f64) -> CellResult {
+        CellResult {
+            backend: backend.into(),
+            workload: workload.into(),
+            rep,
+            ops: 100,
+            secs: 1.0,
+            ops_per_sec,
+            ..CellResult::default()
+        }
+    }
+
+    fn info() -> RunInfo {
+        RunInfo {
+            command: "compare".into(),
+            n: 10,
+            reads: 2,
+            reps: 3,
+            machine: Machine {
+                cpu: "cpu".into(),
+                cpus: 2,
+                memory: 1 << 30,
+                kernel: "k".into(),
+                filesystem: "ext4".into(),
+            },
+            config: BenchConfig::default(),
+            date: String::new(),
+            commit: String::new(),
+            backends: vec![Kind::Lsm, Kind::RocksDb],
+            load: (String::new(), String::new()),
+        }
+    }
+
+    #[test]
+    fn summary_takes_the_median_and_the_spread() {
+        let results = [
+            cell("lsm", "fillseq", 0, 90.0),
+            cell("lsm", "fillseq", 1, 110.0),
+            cell("lsm", "fillseq", 2, 100.0),
+        ];
+        let sums = summarize(&results);
+        assert_eq!(sums.len(), 1);
+        assert_eq!(sums[0].ops_per_sec, 100.0);
+        assert_eq!(sums[0].median.rep, 2);
+        assert_eq!(sums[0].spread_pct, Some(20.0));
+    }
+
+    #[test]
+    fn markdown_gives_ratios_to_rocksdb_and_marks_na() {
+        let mut na = cell("lsm", "readrandom (compacted)", 0, 0.0);
+        na.na = Some("no compaction".into());
+        let results = [
+            cell("lsm", "fillseq", 0, 150.0),
+            cell("rocksdb", "fillseq", 0, 100.0),
+            na,
+            cell("rocksdb", "readrandom (compacted)", 0, 50.0),
+        ];
+        let sums = summarize(&results);
+        let md = markdown(&info(), &sums);
+        assert!(
+            md.contains("| fillseq | 150.0 (1.50×) | 100.0 (1.00×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| readrandom (compacted) | n/a | 50.0 (1.00×) |"),
+            "{md}"
+        );
+        let svg = svg(&info(), &sums);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("fillseq"));
+    }
+}

@@ -227,3 +227,30 @@ fn run_child(exe: &std::path::Path, spec: &CellSpec) -> CellResult {
         (None, Err(e)) => failed(format!("wait: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_fills_and_compacts_before_it_reads() {
+        let steps = plan();
+        let at = |w: Workload, compacted: bool| {
+            steps
+                .iter()
+                .position(|s| s.0 == w && s.2 == compacted)
+                .unwrap_or(usize::MAX)
+        };
+        let fill = at(Workload::FillRandom, false);
+        let compact = at(Workload::Compact, false);
+        assert!(fill < compact);
+        for (w, _, compacted) in &steps {
+            if w.reads_base() {
+                assert!(fill < at(*w, *compacted), "{w:?} before fillrandom");
+            }
+            if *compacted {
+                assert!(compact < at(*w, true), "{w:?} before compact");
+            }
+        }
+    }
+}

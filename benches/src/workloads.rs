@@ -188,7 +188,18 @@ async fn run_async(kind: Kind, spec: &CellSpec) -> Result<CellResult> {
             | Workload::DeleteHeavy
     );
     if writes && kind.persistent() {
-        out.quiet_secs = Some(wait_quiet(&spec.dir, spec.quiet_cap_secs).as_secs_f64());
+        let (quiet, settled) = wait_quiet(&spec.dir, spec.quiet_cap_secs);
+        out.quiet_secs = Some(quiet.as_secs_f64());
+        if !settled {
+            let note = format!(
+                "files still changing after {:.0} s (the cap)",
+                spec.quiet_cap_secs
+            );
+            out.note = Some(match out.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
     }
     if matches!(
         spec.workload,
@@ -693,8 +704,9 @@ async fn delete_heavy(
 }
 
 /// Waits until the files under `dir` stop changing (no change for 2 s), at
-/// most `cap_secs`; returns the time from the call to the last change seen.
-fn wait_quiet(dir: &Path, cap_secs: f64) -> Duration {
+/// most `cap_secs`; returns the time from the call to the last change seen,
+/// and whether they did stop.
+fn wait_quiet(dir: &Path, cap_secs: f64) -> (Duration, bool) {
     let start = Instant::now();
     let cap = Duration::from_secs_f64(cap_secs);
     let mut last = measure::dir_fingerprint(dir);
@@ -707,5 +719,6 @@ fn wait_quiet(dir: &Path, cap_secs: f64) -> Duration {
             last_change = start.elapsed();
         }
     }
-    last_change
+    let settled = start.elapsed() - last_change >= Duration::from_secs(2);
+    (last_change, settled)
 }
