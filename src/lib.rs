@@ -58,7 +58,7 @@ pub use backends::memory::MemoryBackend;
 #[cfg(feature = "rocksdb")]
 pub use backends::rocksdb::{RocksDbBackend, RocksDbOptions};
 #[cfg(feature = "sled")]
-pub use backends::sled::SledBackend;
+pub use backends::sled::{SledBackend, SledOptions};
 pub use error::{BackendErrorKind, Error, Result};
 pub use iter::{KvPair, ScanIterator};
 pub use operation::Operation;

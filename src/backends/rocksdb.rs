@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rocksdb::{
-    BlockBasedOptions, BottommostLevelCompaction, BoundColumnFamily, Cache, ColumnFamilyDescriptor,
-    CompactOptions, DBCompressionType, DBRawIteratorWithThreadMode, DBWithThreadMode, ErrorKind,
-    MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, BottommostLevelCompaction, BoundColumnFamily, Cache,
+    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, DBRawIteratorWithThreadMode,
+    DBWithThreadMode, ErrorKind, MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::iter::{Fused, KvPair, ScanRange};
@@ -53,6 +53,12 @@ pub struct RocksDbOptions {
     pub write_buffer_size: usize,
     /// Most background flushes and compactions running at once. Default 2.
     pub max_background_jobs: i32,
+    /// Partitioned index and filter blocks: a two-level index, filters cut
+    /// into small partitions, the top levels pinned in the cache. RocksDB's
+    /// documented setting for a block cache smaller than the tables' index
+    /// and filter blocks (a whole-table filter larger than a cache shard is
+    /// re-read on every lookup). Default `false`.
+    pub partitioned_index_filters: bool,
 }
 
 impl Default for RocksDbOptions {
@@ -63,6 +69,7 @@ impl Default for RocksDbOptions {
             bloom_bits_per_key: 10.0,
             write_buffer_size: 32 << 20,
             max_background_jobs: 2,
+            partitioned_index_filters: false,
         }
     }
 }
@@ -80,6 +87,12 @@ impl RocksDbOptions {
         }
         if self.bloom_bits_per_key > 0.0 {
             table.set_bloom_filter(self.bloom_bits_per_key, false);
+        }
+        if self.partitioned_index_filters {
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
+            table.set_pin_top_level_index_and_filter(true);
+            table.set_metadata_block_size(4096);
         }
         let mut opts = Options::default();
         opts.set_block_based_table_factory(&table);
@@ -733,6 +746,7 @@ mod tests {
             bloom_bits_per_key: 0.0,
             write_buffer_size: 1 << 20,
             max_background_jobs: 1,
+            partitioned_index_filters: true,
         };
         let db = RocksDbBackend::new(dir.path(), options).unwrap();
         assert_eq!(db.path(), dir.path());

@@ -227,10 +227,20 @@ impl Drop for DirClaim {
 /// little after the last handle is dropped. If this process closed `dir`
 /// recently, a lock failure is retried for up to [`LOCK_WAIT`]; otherwise
 /// (another process holds it) it is reported at once.
-fn open_db(dir: &Path, claim: &DirClaim) -> Result<sled::Db> {
+fn open_db(dir: &Path, claim: &DirClaim, options: &SledOptions) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
+    let mode = if options.high_throughput {
+        sled::Mode::HighThroughput
+    } else {
+        sled::Mode::LowSpace
+    };
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(options.cache_capacity)
+        .mode(mode)
+        .flush_every_ms(options.flush_every_ms);
     loop {
-        match sled::Config::new().path(dir).open() {
+        match config.open() {
             Ok(db) => return Ok(db),
             // sled reports a failed `flock` of its `db` file as this I/O error.
             Err(sled::Error::Io(io)) if io.to_string().starts_with("could not acquire lock") => {
@@ -473,8 +483,33 @@ impl Drop for Pin<'_> {
     }
 }
 
+/// Options of a [`SledBackend`]: sled's own tuning knobs. The defaults are
+/// sled's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SledOptions {
+    /// Bytes of sled's page cache. Default 1 GiB.
+    pub cache_capacity: u64,
+    /// `true`: sled's `Mode::HighThroughput`; `false` (default): its
+    /// `Mode::LowSpace`, which favours space over write speed.
+    pub high_throughput: bool,
+    /// Period in milliseconds of sled's background flush of its log; `None`
+    /// turns it off. Default `Some(500)`.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_capacity: 1 << 30,
+            high_throughput: false,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
 impl SledBackend {
-    /// Opens (or creates) a sled database in the directory `path`.
+    /// Opens (or creates) a sled database in the directory `path`, with
+    /// sled's default settings.
     ///
     /// Drops partition trees left over by a crash during `drop_partition`.
     ///
@@ -482,10 +517,19 @@ impl SledBackend {
     /// A `locked:` error if the directory is already open (in this process or
     /// another), [`Error::Io`], or a `corruption:` or `sled:` error.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+        Self::with_options(path, SledOptions::default())
+    }
+
+    /// Opens (or creates) a sled database in the directory `path` with
+    /// `options`.
+    ///
+    /// # Errors
+    /// As [`SledBackend::new`].
+    pub fn with_options(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         std::fs::create_dir_all(path.as_ref())?;
         let path = std::fs::canonicalize(path.as_ref())?;
         let mut claim = DirClaim::new(&path)?;
-        let db = open_db(&path, &claim)?;
+        let db = open_db(&path, &claim, &options)?;
         claim.opened = true;
         let ctx = Arc::new(Ctx {
             db,
