@@ -14,7 +14,7 @@ use kalamdb_store::Result;
 use crate::cell::{CellResult, CellSpec};
 use crate::keys::RECORD_LEN;
 use crate::measure::{self, Histogram};
-use crate::workloads::FILLSYNC_OPS;
+use crate::workloads::{FILLSYNC_OPS, FILLSYNC_SECS};
 
 /// Measures the raw rate for `spec.tasks` threads.
 ///
@@ -40,7 +40,7 @@ pub fn run(spec: &CellSpec) -> Result<CellResult> {
         f.sync_all()?;
     }
     let file = Arc::new(OpenOptions::new().write(true).open(&path)?);
-    let deadline = Instant::now() + std::time::Duration::from_secs_f64(spec.max_secs.min(10.0));
+    let deadline = Instant::now() + std::time::Duration::from_secs_f64(FILLSYNC_SECS);
     let cpu0 = measure::cpu_secs();
     let start = Instant::now();
     let threads: Vec<_> = (0..tasks)

@@ -119,8 +119,10 @@ fn main_partition() -> Partition {
     Partition::new("bench").unwrap_or_else(|_| unreachable!("valid name"))
 }
 
-/// Ops of `fillsync` per cell at most (and [`CellSpec::max_secs`] at most 10 s).
+/// Ops of `fillsync` (and `rawsync`) per cell at most...
 pub const FILLSYNC_OPS: u64 = 20_000;
+/// ... or seconds, whichever comes first.
+pub const FILLSYNC_SECS: f64 = 10.0;
 
 /// Runs one cell.
 ///
@@ -588,7 +590,7 @@ async fn read_seq(o: &Arc<Opened>, spec: &CellSpec) -> Result<Timed> {
 }
 
 async fn fill_sync(o: &Arc<Opened>, spec: &CellSpec, values: &Arc<Values>) -> Result<Timed> {
-    let budget = Budget::new(FILLSYNC_OPS, spec.max_secs.min(10.0));
+    let budget = Budget::new(FILLSYNC_OPS, FILLSYNC_SECS);
     let (o, values) = (o.clone(), values.clone());
     let (t, _) = timed(spec.tasks, move |_| {
         let (o, values, budget) = (o.clone(), values.clone(), budget.clone());
