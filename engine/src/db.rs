@@ -547,8 +547,12 @@ impl Db {
     /// partition is then unchanged).
     pub fn compact(&self, partition: &str) -> Result<()> {
         let p = self.partition(partition)?;
-        p.rotate();
-        self.inner.flush_partition(&p)?;
+        // Only a partition with memtable data flushes (a flush ends with a
+        // WAL release that looks at every partition: compacting each of
+        // many partitions must not cost partitions² work).
+        if p.rotate() || p.immutable_count() > 0 {
+            self.inner.flush_partition(&p)?;
+        }
         self.inner.compact_all(&p)
     }
 
@@ -598,7 +602,9 @@ impl Db {
     /// `PartitionNotFound`; the error of a failed flush.
     pub fn flush_partition(&self, name: &str) -> Result<()> {
         let p = self.partition(name)?;
-        p.rotate();
+        if !p.rotate() && p.immutable_count() == 0 {
+            return Ok(());
+        }
         self.inner.flush_partition(&p)
     }
 
