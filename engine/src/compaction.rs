@@ -220,8 +220,6 @@ pub struct CompactionQueue {
     pub(crate) shutdown: bool,
     /// A compaction is running on the background thread.
     pub(crate) running: bool,
-    /// Background compactions completed.
-    pub(crate) done: u64,
     /// The last background compaction error.
     pub(crate) last_error: Option<String>,
 }
@@ -309,7 +307,6 @@ impl Inner {
             let result = self.compact_step(&p);
             let mut q = lock(&self.compaction);
             q.running = false;
-            q.done += 1;
             if result.is_ok() {
                 q.last_error = None;
             }

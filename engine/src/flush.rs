@@ -53,8 +53,6 @@ pub struct FlushQueue {
     pub(crate) check: bool,
     /// The flush thread is working (flushing or checking).
     pub(crate) busy: bool,
-    /// Flushes completed (for waiters such as `Db::flush`).
-    pub(crate) done: u64,
     /// The last flush error, reported by `Db::wait_for_flushes`.
     pub(crate) last_error: Option<String>,
 }
@@ -117,7 +115,6 @@ impl Inner {
                     let result = self.flush_partition(&p);
                     drop(p);
                     q = lock(&self.flush);
-                    q.done += 1;
                     if let Err(e) = result {
                         q.last_error = Some(e.to_string());
                         // Writers stopped on this partition get the error
