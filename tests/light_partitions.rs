@@ -16,43 +16,16 @@ use kalamdb_store::{LsmBackend, LsmOptions, Operation, Partition, StorageBackend
 const KEYS: usize = 3;
 const MAX_OPEN_FILES: usize = 64;
 
+mod common;
+
+use common::{open_fds, rss_kib};
+
 fn count() -> usize {
-    std::env::var("LIGHT_PARTITIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    common::env_or("LIGHT_PARTITIONS", 10_000)
 }
 
 fn disk_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let e = e.expect("entry");
-            let meta = e.metadata().expect("metadata");
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += meta.len();
-            }
-        }
-    }
-    total
+    common::file_bytes(dir, |_| true)
 }
 
 fn options() -> LsmOptions {

@@ -34,9 +34,9 @@ fn options(fs: &CountingFs<RealFs>) -> LsmOptions {
     }
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-}
+mod common;
+
+use common::open_fds;
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

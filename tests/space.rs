@@ -12,11 +12,10 @@ use kalamdb_store::{LsmBackend, LsmOptions, Operation, Partition, StorageBackend
 const VALUE: usize = 1000;
 const KEY: usize = 16;
 
+mod common;
+
 fn megabytes() -> u64 {
-    std::env::var("SPACE_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+    common::env_or("SPACE_MB", 200)
 }
 
 fn options() -> LsmOptions {
@@ -47,20 +46,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Bytes of the `.sst` files under `dir`.
 fn sst_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let e = e.expect("entry");
-            let meta = e.metadata().expect("metadata");
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else if e.path().extension().is_some_and(|x| x == "sst") {
-                total += meta.len();
-            }
-        }
-    }
-    total
+    common::file_bytes(dir, |p| p.extension().is_some_and(|x| x == "sst"))
 }
 
 async fn write_batch(
