@@ -185,29 +185,15 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
 }
 
 /// The union of the tables' key ranges.
-fn key_range<'a>(files: impl Iterator<Item = &'a Arc<TableFile>>) -> Option<(Bytes, Bytes)> {
-    let mut range: Option<(Bytes, Bytes)> = None;
-    for f in files {
-        range = Some(match range {
-            None => (
-                Bytes::copy_from_slice(f.smallest()),
-                Bytes::copy_from_slice(f.largest()),
-            ),
-            Some((s, l)) => (
-                if f.smallest() < s.as_ref() {
-                    Bytes::copy_from_slice(f.smallest())
-                } else {
-                    s
-                },
-                if f.largest() > l.as_ref() {
-                    Bytes::copy_from_slice(f.largest())
-                } else {
-                    l
-                },
-            ),
-        });
-    }
-    range
+fn key_range<'a>(
+    files: impl Iterator<Item = &'a Arc<TableFile>> + Clone,
+) -> Option<(Bytes, Bytes)> {
+    let smallest = files.clone().map(|f| f.smallest()).min()?;
+    let largest = files.map(|f| f.largest()).max()?;
+    Some((
+        Bytes::copy_from_slice(smallest),
+        Bytes::copy_from_slice(largest),
+    ))
 }
 
 /// Partitions with possible compaction work, under `Inner::compaction`.
@@ -405,15 +391,8 @@ impl Inner {
             changes.insert(0, Change::NextFileNumber(n + 1));
         }
         changes.extend(outputs.iter().map(|(r, _)| Change::AddTable(r.clone())));
-        let remove_outputs = |outputs: &[(TableRecord, Table)]| {
-            for (r, _) in outputs {
-                let _ = self
-                    .fs
-                    .remove_file(&p.dir().path().join(table_file_name(r.file)));
-            }
-        };
         if let Err(e) = self.manifest.log(&VersionEdit { changes }) {
-            remove_outputs(&outputs);
+            self.remove_tables(p, outputs.iter().map(|(r, _)| r.file));
             return if p.is_dropped() { Ok(()) } else { Err(e) };
         }
         let written: u64 = outputs.iter().map(|(r, _)| r.size).sum();
@@ -496,16 +475,24 @@ impl Inner {
         plan: &Plan,
     ) -> Result<Vec<(TableRecord, Table)>> {
         let mut outputs: Vec<(TableRecord, Table)> = Vec::new();
-        let result = self.write_outputs_into(p, plan, &mut outputs);
-        if let Err(e) = result {
-            for (r, _) in &outputs {
-                let _ = self
-                    .fs
-                    .remove_file(&p.dir().path().join(table_file_name(r.file)));
+        let mut created: Vec<u64> = Vec::new();
+        match self.write_outputs_into(p, plan, &mut outputs, &mut created) {
+            Ok(()) => Ok(outputs),
+            Err(e) => {
+                // Finished or not, no file of a failed compaction stays.
+                self.remove_tables(p, created);
+                Err(e)
             }
-            return Err(e);
         }
-        Ok(outputs)
+    }
+
+    /// Deletes table files `numbers` of `p` (outputs nothing refers to).
+    fn remove_tables(&self, p: &PartitionState, numbers: impl IntoIterator<Item = u64>) {
+        for n in numbers {
+            let _ = self
+                .fs
+                .remove_file(&p.dir().path().join(table_file_name(n)));
+        }
     }
 
     fn write_outputs_into(
@@ -513,6 +500,7 @@ impl Inner {
         p: &Arc<PartitionState>,
         plan: &Plan,
         outputs: &mut Vec<(TableRecord, Table)>,
+        created: &mut Vec<u64>,
     ) -> Result<()> {
         // Sources newest first: level 0 (newest first), then each level.
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -539,11 +527,6 @@ impl Inner {
         let mut last_key: Option<Bytes> = None;
         for (n, entry) in MergeIter::new(sources).enumerate() {
             if n % 1024 == 0 && self.closing() {
-                if let Some((_, number)) = current.take() {
-                    let _ = self
-                        .fs
-                        .remove_file(&p.dir().path().join(table_file_name(number)));
-                }
                 return Err(Error::Closed);
             }
             let entry = entry?;
@@ -558,16 +541,12 @@ impl Inner {
             if current.is_none() {
                 let number = self.next_file.fetch_add(1, Ordering::AcqRel);
                 let path = p.dir().path().join(table_file_name(number));
+                created.push(number);
                 let file = self.fs.create(&path)?;
                 current = Some((TableBuilder::new(file, path, p.id(), &options), number));
             }
-            if let Some((builder, number)) = &mut current {
-                if let Err(e) = builder.add(&entry.key, seq, &entry.value) {
-                    let _ = self
-                        .fs
-                        .remove_file(&p.dir().path().join(table_file_name(*number)));
-                    return Err(e);
-                }
+            if let Some((builder, _)) = &mut current {
+                builder.add(&entry.key, seq, &entry.value)?;
                 if builder.estimated_size() >= self.options.target_file_size {
                     if let Some((builder, number)) = current.take() {
                         outputs.push(self.finish_table(p, builder, number, plan.output_level)?);
