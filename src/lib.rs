@@ -53,7 +53,7 @@ mod partition;
 pub mod testing;
 
 pub use backend::StorageBackend;
-pub use backends::lsm::{LsmBackend, LsmOptions, LsmStats, WriteOptions};
+pub use backends::lsm::{LsmBackend, LsmOptions, LsmPartitionStats, LsmStats, WriteOptions};
 pub use backends::memory::MemoryBackend;
 #[cfg(feature = "rocksdb")]
 pub use backends::rocksdb::{RocksDbBackend, RocksDbOptions};

@@ -148,8 +148,11 @@ fn overwrite_churn_keeps_tables_near_the_live_data() {
         let s = b.stats();
         let ratio = s.table_bytes as f64 / live as f64;
         let user = written * (KEY + VALUE) as u64;
-        let amp = (s.wal_bytes_written + s.flush_bytes_written + s.compaction_bytes_written) as f64
-            / user as f64;
+        assert_eq!(
+            s.user_bytes_written, user,
+            "the engine counts what was written"
+        );
+        let amp = s.write_amplification();
         println!(
             "{written} writes over {keys} keys, memtables of {memtable} B: tables {} B = {ratio:.2} x live ({worst:.2} x at \
              worst while writing), write amplification {amp:.2} (WAL + flush + compaction / user), \

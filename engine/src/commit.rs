@@ -206,8 +206,11 @@ impl Inner {
 
             let mut seq = first_seq;
             let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
+            let mut user_bytes = 0u64;
             for p in &group {
                 for r in &p.ops {
+                    user_bytes +=
+                        (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
                     let full = r.target.insert(
                         &r.op.key,
                         seq,
@@ -231,6 +234,9 @@ impl Inner {
                 .writes
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .user_bytes
+                .fetch_add(user_bytes, Ordering::Relaxed);
 
             st = lock(&self.commit);
             let members = group.into_iter().map(|p| p.done).collect();

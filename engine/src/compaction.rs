@@ -436,8 +436,8 @@ impl Inner {
         let record = self.manifest.with_state(|s| {
             s.partitions
                 .get(&p.id())
-                .and_then(|r| r.levels.get(&(*level as u8)))
-                .and_then(|l| l.get(&file.number()))
+                .and_then(|r| r.table(file.number()))
+                .filter(|t| usize::from(t.level) == *level)
                 .cloned()
         });
         let Some(mut record) = record else {

@@ -58,6 +58,8 @@ impl std::fmt::Debug for Db {
 pub(crate) struct Counters {
     pub(crate) writes: AtomicU64,
     pub(crate) groups: AtomicU64,
+    /// Key and value bytes of committed writes (a delete counts its key).
+    pub(crate) user_bytes: AtomicU64,
     pub(crate) wal_bytes: AtomicU64,
     pub(crate) wal_syncs: AtomicU64,
     pub(crate) flushes: AtomicU64,
@@ -95,6 +97,10 @@ pub struct Stats {
     pub writes: u64,
     /// Group commits since open (writes / groups = average group size).
     pub write_groups: u64,
+    /// Key and value bytes of the writes committed since open (a delete
+    /// counts its key): what the user asked to store, the denominator of
+    /// [`Stats::write_amplification`].
+    pub user_bytes_written: u64,
     /// Bytes appended to the WAL since open.
     pub wal_bytes_written: u64,
     /// WAL syncs since open.
@@ -133,6 +139,21 @@ pub struct Stats {
     pub wal_limit_rotations: u64,
 }
 
+impl Stats {
+    /// Bytes the engine wrote to disk (WAL, flushes, compactions) per byte
+    /// of key and value the user wrote, since open; 0 before any write.
+    /// The WAL's framing and the tables' blocks, indexes and filters count
+    /// as written, so even a database that never compacts is above 1.
+    #[must_use]
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes_written == 0 {
+            return 0.0;
+        }
+        (self.wal_bytes_written + self.flush_bytes_written + self.compaction_bytes_written) as f64
+            / self.user_bytes_written as f64
+    }
+}
+
 /// The shape of one partition, from [`Db::partition_stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionStats {
@@ -146,6 +167,8 @@ pub struct PartitionStats {
     pub tables: usize,
     /// Bytes of its table files.
     pub table_bytes: u64,
+    /// Table files and bytes per level (level 0 first).
+    pub levels: [(usize, u64); NUM_LEVELS],
 }
 
 pub(crate) struct Inner {
@@ -241,50 +264,46 @@ impl Db {
             ));
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
-            for (&level, tables) in &record.levels {
-                for t in tables.values() {
-                    let path = dir.join(id.to_string()).join(table_file_name(t.file));
-                    if usize::from(level) >= NUM_LEVELS {
-                        return Err(corruption(
-                            &manifest.path(),
-                            0,
-                            format!("table {} of partition {id} is at level {level}", t.file),
-                        ));
-                    }
-                    // Tables open on first read; here only their presence
-                    // and size are checked.
-                    match fs.file_size(&path) {
-                        Ok(size) if size == t.size => {}
-                        Ok(size) => {
-                            return Err(corruption(
-                                &path,
-                                0,
-                                format!(
-                                    "table file has {size} bytes, the manifest says {}",
-                                    t.size
-                                ),
-                            ))
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            return Err(corruption(
-                                &path,
-                                0,
-                                "table file listed in the manifest is missing",
-                            ))
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    p.push_table(
-                        usize::from(level),
-                        Arc::new(TableFile::new(
-                            t.file,
-                            pdir.clone(),
-                            t.size,
-                            (t.smallest.clone().into(), t.largest.clone().into()),
-                            table_cache.clone(),
-                        )),
-                    );
+            for t in record.tables_by_level() {
+                let level = t.level;
+                let path = dir.join(id.to_string()).join(table_file_name(t.file));
+                if usize::from(level) >= NUM_LEVELS {
+                    return Err(corruption(
+                        &manifest.path(),
+                        0,
+                        format!("table {} of partition {id} is at level {level}", t.file),
+                    ));
                 }
+                // Tables open on first read; here only their presence
+                // and size are checked.
+                match fs.file_size(&path) {
+                    Ok(size) if size == t.size => {}
+                    Ok(size) => {
+                        return Err(corruption(
+                            &path,
+                            0,
+                            format!("table file has {size} bytes, the manifest says {}", t.size),
+                        ))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(corruption(
+                            &path,
+                            0,
+                            "table file listed in the manifest is missing",
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                p.push_table(
+                    usize::from(level),
+                    Arc::new(TableFile::new(
+                        t.file,
+                        pdir.clone(),
+                        t.size,
+                        (t.smallest.clone().into(), t.largest.clone().into()),
+                        table_cache.clone(),
+                    )),
+                );
             }
             if let Err(reason) = p.check_levels() {
                 return Err(corruption(
@@ -304,11 +323,7 @@ impl Db {
         let table_max_seq = state
             .partitions
             .values()
-            .flat_map(|p| {
-                p.levels
-                    .values()
-                    .flat_map(|l| l.values().map(|t| t.max_seq))
-            })
+            .flat_map(|p| p.tables.iter().map(|t| t.max_seq))
             .max()
             .unwrap_or(0);
         let last_seq = recovered
@@ -641,6 +656,7 @@ impl Db {
             active_memtable_bytes: p.active_size(),
             tables: p.table_count(),
             table_bytes: p.table_bytes(),
+            levels: p.level_shape(),
         })
     }
 
@@ -831,6 +847,7 @@ impl Db {
             wal_files_bytes: self.inner.wals.closed_bytes() + lock(&self.inner.wal).len(),
             writes: self.inner.stats.writes.load(Ordering::Relaxed),
             write_groups: self.inner.stats.groups.load(Ordering::Relaxed),
+            user_bytes_written: self.inner.stats.user_bytes.load(Ordering::Relaxed),
             wal_bytes_written: self.inner.stats.wal_bytes.load(Ordering::Relaxed),
             wal_syncs: self.inner.stats.wal_syncs.load(Ordering::Relaxed),
             visible_sequence: self.inner.visible_seq.load(Ordering::Acquire),
@@ -890,8 +907,8 @@ fn remove_orphans(
                 Some(record) => {
                     let mut inner_changed = false;
                     for file in fs.read_dir(&path)? {
-                        let known = parse_table_file_name(&file)
-                            .is_some_and(|n| record.levels.values().any(|l| l.contains_key(&n)));
+                        let known =
+                            parse_table_file_name(&file).is_some_and(|n| record.table(n).is_some());
                         if !known {
                             fs.remove_file(&path.join(&file))?;
                             inner_changed = true;

@@ -317,3 +317,76 @@ fn overwrite_churn_keeps_space_near_live_data() {
     );
     check(&db, "p", &model);
 }
+
+#[test]
+fn stats_report_user_bytes_write_amplification_and_partition_levels() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, tiny(&sim)).expect("open");
+    db.create_partition("a").expect("create");
+    db.create_partition("b").expect("create");
+    assert_eq!(db.stats().write_amplification(), 0.0, "nothing written yet");
+    let mut model = Model::new();
+    let mut user = 0u64;
+    for i in 0..3000u32 {
+        let key = format!("key{i:06}").into_bytes();
+        let value = vec![b'v'; 40 + (i % 60) as usize];
+        user += (key.len() + value.len()) as u64;
+        apply(&db, &mut model, "a", key, Some(value));
+    }
+    for i in (0..3000u32).step_by(3) {
+        let key = format!("key{i:06}").into_bytes();
+        user += key.len() as u64; // a delete counts its key
+        apply(&db, &mut model, "a", key, None);
+    }
+    apply(
+        &db,
+        &mut Model::new(),
+        "b",
+        b"x".to_vec(),
+        Some(b"yz".to_vec()),
+    );
+    user += 3;
+    let s = db.stats();
+    assert_eq!(s.user_bytes_written, user);
+    // Every byte goes through the WAL at least once, framed.
+    assert!(s.wal_bytes_written > user, "{s:?}");
+
+    db.flush().expect("flush");
+    db.wait_for_compactions();
+    let s = db.stats();
+    let wamp = s.write_amplification();
+    let expect = (s.wal_bytes_written + s.flush_bytes_written + s.compaction_bytes_written) as f64
+        / user as f64;
+    assert!((wamp - expect).abs() < 1e-9, "{wamp} vs {expect}");
+    assert!(
+        s.compactions > 0 && wamp > 2.0,
+        "WAL, flush and compaction: {wamp}, {s:?}"
+    );
+
+    // Per-partition level shapes add up to the totals.
+    let a = db.partition_stats("a").expect("a");
+    let b = db.partition_stats("b").expect("b");
+    assert_eq!(
+        b.levels[0],
+        (1, b.table_bytes),
+        "b's one flushed table is in L0"
+    );
+    for level in 0..a.levels.len() {
+        assert_eq!(a.levels[level].0 + b.levels[level].0, s.levels[level].0);
+        assert_eq!(a.levels[level].1 + b.levels[level].1, s.levels[level].1);
+    }
+    assert_eq!(a.levels.iter().map(|l| l.0).sum::<usize>(), a.tables);
+    assert_eq!(a.levels.iter().map(|l| l.1).sum::<u64>(), a.table_bytes);
+    assert!(
+        a.levels[1..].iter().any(|l| l.0 > 0),
+        "compaction moved data down: {a:?}"
+    );
+
+    // After a full compaction, a's data is one run at the bottom.
+    db.compact("a").expect("compact");
+    let a = db.partition_stats("a").expect("a");
+    assert!(a.levels[..BOTTOM].iter().all(|l| *l == (0, 0)), "{a:?}");
+    assert_eq!(a.levels[BOTTOM], (a.tables, a.table_bytes));
+    assert!(a.tables > 0);
+    check(&db, "a", &model);
+}

@@ -17,6 +17,7 @@ use crate::{
 /// crash-simulating one).
 pub use kalamdb_lsm::Options as LsmOptions;
 /// The engine's counters and shape, from [`LsmBackend::stats`].
+pub use kalamdb_lsm::PartitionStats as LsmPartitionStats;
 pub use kalamdb_lsm::Stats as LsmStats;
 
 /// Per-write options for [`LsmBackend::batch_with`] and friends.
@@ -191,6 +192,14 @@ impl LsmBackend {
     /// The engine's counters and shape.
     pub fn stats(&self) -> LsmStats {
         self.db.stats()
+    }
+
+    /// One partition's shape: memtables, and table files and bytes per level.
+    ///
+    /// # Errors
+    /// `PartitionNotFound`.
+    pub fn partition_stats(&self, partition: &Partition) -> Result<LsmPartitionStats> {
+        self.db.partition_stats(partition.name()).map_err(map_err)
     }
 
     async fn write_one(

@@ -9,10 +9,31 @@ use super::edit::{Change, TableRecord, VersionEdit};
 pub struct PartitionRecord {
     /// Its name.
     pub name: String,
-    /// Tables by level, each level keyed by file number.
-    pub levels: BTreeMap<u8, BTreeMap<u64, TableRecord>>,
+    /// Its tables, sorted by file number (each record names its level). A
+    /// vector, not a map: with many light partitions of one or two tables
+    /// each, a map's node per partition was most of the manifest's memory.
+    pub tables: Vec<TableRecord>,
     /// Entries up to this sequence number are in tables.
     pub flushed_seq: u64,
+}
+
+impl PartitionRecord {
+    /// The table with file number `file`, at any level.
+    #[must_use]
+    pub fn table(&self, file: u64) -> Option<&TableRecord> {
+        self.tables
+            .binary_search_by_key(&file, |t| t.file)
+            .ok()
+            .map(|i| &self.tables[i])
+    }
+
+    /// Its tables by level, then by file number (oldest first in a level).
+    #[must_use]
+    pub fn tables_by_level(&self) -> Vec<&TableRecord> {
+        let mut tables: Vec<&TableRecord> = self.tables.iter().collect();
+        tables.sort_by_key(|t| (t.level, t.file));
+        tables
+    }
 }
 
 /// Everything the manifest records.
@@ -162,17 +183,18 @@ impl ManifestState {
                 let p = self.partitions.get_mut(&t.partition).ok_or_else(|| {
                     format!("table {} for unknown partition {}", t.file, t.partition)
                 })?;
-                if p.levels.values().any(|l| l.contains_key(&t.file)) {
+                let Err(at) = p.tables.binary_search_by_key(&t.file, |r| r.file) else {
                     return Err(format!("table {} added twice", t.file));
-                }
+                };
                 let after = t
                     .file
                     .checked_add(1)
                     .ok_or_else(|| format!("table file number {} leaves no next number", t.file))?;
-                p.levels
-                    .entry(t.level)
-                    .or_default()
-                    .insert(t.file, t.clone());
+                if p.tables.len() < 8 {
+                    // Most partitions hold few tables: no spare capacity.
+                    p.tables.reserve_exact(1);
+                }
+                p.tables.insert(at, t.clone());
                 self.next_file_number = self.next_file_number.max(after);
             }
             Change::RemoveTable {
@@ -183,14 +205,15 @@ impl ManifestState {
                 let p = self.partitions.get_mut(partition).ok_or_else(|| {
                     format!("table {file} removed from unknown partition {partition}")
                 })?;
-                let l = p
-                    .levels
-                    .get_mut(level)
-                    .filter(|l| l.contains_key(file))
+                let at = p
+                    .tables
+                    .binary_search_by_key(file, |t| t.file)
+                    .ok()
+                    .filter(|&i| p.tables[i].level == *level)
                     .ok_or_else(|| format!("table {file} not at level {level}"))?;
-                l.remove(file);
-                if l.is_empty() {
-                    p.levels.remove(level);
+                p.tables.remove(at);
+                if p.tables.len() < p.tables.capacity() / 4 {
+                    p.tables.shrink_to(p.tables.len() * 2);
                 }
             }
             Change::LogNumber(n) => {
@@ -234,9 +257,12 @@ impl ManifestState {
                 id: *id,
                 name: p.name.clone(),
             });
-            for tables in p.levels.values() {
-                changes.extend(tables.values().cloned().map(Change::AddTable));
-            }
+            changes.extend(
+                p.tables_by_level()
+                    .into_iter()
+                    .cloned()
+                    .map(Change::AddTable),
+            );
             if p.flushed_seq > 0 {
                 changes.push(Change::Flushed {
                     partition: *id,
