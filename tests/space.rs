@@ -161,6 +161,9 @@ fn overwrite_churn_keeps_tables_near_the_live_data() {
         );
         assert!(ratio <= 1.5, "tables {} B vs live {live} B", s.table_bytes);
         assert_eq!(sst_bytes(&dir), s.table_bytes, "no stray table files");
+        let ps = b.partition_stats(&p).expect("partition stats");
+        assert_eq!(ps.levels, s.levels, "the only partition holds every level");
+        assert!(amp > 1.0, "WAL and tables both write every byte: {amp}");
         drop(b);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     });
