@@ -155,11 +155,22 @@ fn run(cmd: Cmd, args: &[String]) {
     if cmd.write_docs {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
         write(docs.join("benchmarks.svg"), &svg);
-        write(docs.join("BENCHMARKS.md"), &docs_page(&md));
+        let page = docs.join("BENCHMARKS.md");
+        let kept = std::fs::read_to_string(&page).ok().and_then(|old| {
+            old.find(KEPT_MARKER)
+                .map(|at| old[at..].to_string())
+        });
+        write(page, &docs_page(&md, kept.as_deref()));
     }
 }
 
-fn docs_page(md: &str) -> String {
+/// `docs/BENCHMARKS.md` from this line on is not the harness's: measurements
+/// of other tools (such as `examples/light_partitions_bench.rs`), kept as
+/// they are when the harness rewrites the page.
+const KEPT_MARKER: &str = "<!-- Below: not written by the harness";
+
+fn docs_page(md: &str, kept: Option<&str>) -> String {
+    let kept = kept.map_or(String::new(), |k| format!("\n{k}"));
     format!(
         "# Benchmarks\n\n\
          The latest recorded run of the comparison harness (`benches/`, see\n\
@@ -170,7 +181,7 @@ fn docs_page(md: &str) -> String {
          configuration listed at the end. `scripts/bench.sh` builds the Rust\n\
          code at opt-level 3 and reuses the test suite's RocksDB build (C++ at\n\
          -O2, RocksDB's own default). Written by `--write-docs`.\n\n\
-         ![ops/s relative to RocksDB](benchmarks.svg)\n\n{md}"
+         ![ops/s relative to RocksDB](benchmarks.svg)\n\n{md}{kept}"
     )
 }
 
