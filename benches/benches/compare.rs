@@ -180,7 +180,7 @@ fn run(cmd: Cmd, args: &[String]) {
             .budget_secs
             .map(|s| started + std::time::Duration::from_secs_f64(s)),
         commit: commit(),
-        session: date(),
+        session: date("+%Y-%m-%d %H:%M:%S UTC"),
     };
     let outcome = match runner::run(o, &ctl) {
         Ok(r) => r,
@@ -243,19 +243,18 @@ fn run(cmd: Cmd, args: &[String]) {
              The run is recorded in {}; continue it (same options, same --dir and --out) with\n  {}",
             outcome.done,
             outcome.total,
-            if secs > 0.0 || unknown > 0 {
-                format!(
-                    "; the {} left took about {:.0} min in other repetitions{}",
-                    outcome.total - outcome.done,
-                    secs / 60.0,
-                    if unknown > 0 {
-                        format!(" ({unknown} of them not measured yet)")
-                    } else {
-                        String::new()
-                    }
-                )
-            } else {
-                String::new()
+            match (outcome.total - outcome.done, unknown) {
+                (0, _) => String::new(),
+                (left, u) if u == left => format!("; none of the {left} left has run yet"),
+                (left, 0) => format!(
+                    "; the {left} left took about {:.0} min in other repetitions",
+                    secs / 60.0
+                ),
+                (left, u) => format!(
+                    "; {} of the {left} left took about {:.0} min in other repetitions ({u} have not run yet)",
+                    left - u,
+                    secs / 60.0
+                ),
             },
             cmd.out.display(),
             if cmd.write_docs {
@@ -301,9 +300,9 @@ fn docs_page(md: &str) -> String {
     )
 }
 
-fn date() -> String {
+fn date(format: &str) -> String {
     std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .args(["-u", format])
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())

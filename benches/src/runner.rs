@@ -416,13 +416,17 @@ pub fn run(opts: &RunOptions, ctl: &Control) -> Result<Outcome, String> {
                     stopped = Some(why);
                     break 'cells;
                 }
-                eprintln!(
-                    "{} has no {} directory: {l} (repetition 1) runs again to make it",
+                eprint!(
+                    "\r{:>17} {:<8} {:<28}",
+                    format!(
+                        "(no {})",
+                        path.file_name().and_then(|f| f.to_str()).unwrap_or("base")
+                    ),
                     kind.name(),
-                    path.file_name().and_then(|f| f.to_str()).unwrap_or("base")
+                    format!("{l}, repetition 1"),
                 );
                 let rec = run_recorded(&exe, &spec, ctl, &fp, &mut journal)?;
-                eprintln!("       {}", summary(&rec.result));
+                eprintln!("{}", summary(&rec.result));
                 records.push(rec);
             }
         }
