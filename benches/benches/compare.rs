@@ -247,13 +247,13 @@ fn run(cmd: Cmd, args: &[String]) {
                 (0, _) => String::new(),
                 (left, u) if u == left => format!("; none of the {left} left has run yet"),
                 (left, 0) => format!(
-                    "; the {left} left took about {:.0} min in other repetitions",
-                    secs / 60.0
+                    "; the {left} left took about {} in other repetitions",
+                    runner::minutes(secs)
                 ),
                 (left, u) => format!(
-                    "; {} of the {left} left took about {:.0} min in other repetitions ({u} have not run yet)",
+                    "; {} of the {left} left took about {} in other repetitions ({u} have not run yet)",
                     left - u,
-                    secs / 60.0
+                    runner::minutes(secs)
                 ),
             },
             cmd.out.display(),
@@ -295,7 +295,9 @@ fn docs_page(md: &str) -> String {
          each backend × workload cell in its own process, with the pinned\n\
          configuration listed at the end. `scripts/bench.sh` builds the Rust\n\
          code at opt-level 3 and reuses the test suite's RocksDB build (C++ at\n\
-         -O2, RocksDB's own default). Written by `--write-docs`.\n\n\
+         -O2, RocksDB's own default). Written by `--write-docs`; a full\n\
+         run may span several invocations (`--resume`): the header lists\n\
+         them and every commit measured.\n\n\
          ![ops/s relative to RocksDB](benchmarks.svg)\n\n{md}"
     )
 }

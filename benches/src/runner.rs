@@ -293,6 +293,28 @@ fn shortest_seen(records: &[CellRecord], backend: &str, workload: &str) -> Optio
         .min_by(f64::total_cmp)
 }
 
+/// Seconds the cells `left` took in other repetitions (the shortest of
+/// each), and how many have not run in any.
+fn estimate(left: &[&Planned], records: &[CellRecord]) -> (f64, usize) {
+    let mut e = (0.0, 0);
+    for p in left {
+        match shortest_seen(records, p.backend(), &p.label()) {
+            Some(s) => e.0 += s,
+            None => e.1 += 1,
+        }
+    }
+    e
+}
+
+/// `secs` as minutes, for people.
+pub fn minutes(secs: f64) -> String {
+    if secs < 600.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
+}
+
 /// Whether a cell of (backend, label) may start now.
 ///
 /// # Errors
@@ -393,6 +415,15 @@ pub fn run(opts: &RunOptions, ctl: &Control) -> Result<Outcome, String> {
     let total = plan.iter().filter(|p| p.na.is_none()).count();
     let todo: Vec<Planned> = pending(&plan, &records).into_iter().cloned().collect();
     let mut done = total - todo.len();
+    if done > 0 {
+        let (secs, unknown) = estimate(&todo.iter().collect::<Vec<_>>(), &records);
+        eprintln!(
+            "{} of {total} cells to run; {} of them took {} in other repetitions",
+            todo.len(),
+            todo.len() - unknown,
+            minutes(secs)
+        );
+    }
     let started = Instant::now();
     let mut remade: HashSet<(Kind, Workload)> = HashSet::new();
     let mut stopped = None;
@@ -464,13 +495,7 @@ pub fn run(opts: &RunOptions, ctl: &Control) -> Result<Outcome, String> {
         }
     }
     let left = pending(&plan, &latest);
-    let mut left_estimate = (0.0, 0);
-    for p in &left {
-        match shortest_seen(&latest, p.backend(), &p.label()) {
-            Some(s) => left_estimate.0 += s,
-            None => left_estimate.1 += 1,
-        }
-    }
+    let left_estimate = estimate(&left, &latest);
     if left.is_empty() {
         let _ = std::fs::remove_dir_all(&opts.data_dir);
     }
@@ -781,6 +806,10 @@ mod tests {
         assert!(may_start(at(59), now, &records, "lsm", "fillseq").is_err());
         assert!(may_start(at(61), now, &records, "lsm", "fillseq").is_ok());
         assert!(may_start(at(59), now, &records, "sled", "fillseq").is_ok());
+        // What is left: lsm's known (60 s, the shortest), sled's not.
+        let sled = plan.iter().find(|p| p.backend() == "sled");
+        let left: Vec<&Planned> = [lsm[2]].into_iter().chain(sled).collect();
+        assert_eq!(estimate(&left, &records), (60.0, 1));
     }
 
     #[test]
