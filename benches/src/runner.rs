@@ -417,12 +417,16 @@ pub fn run(opts: &RunOptions, ctl: &Control) -> Result<Outcome, String> {
     let mut done = total - todo.len();
     if done > 0 {
         let (secs, unknown) = estimate(&todo.iter().collect::<Vec<_>>(), &records);
-        eprintln!(
-            "{} of {total} cells to run; {} of them took {} in other repetitions",
-            todo.len(),
-            todo.len() - unknown,
-            minutes(secs)
-        );
+        if unknown == todo.len() {
+            eprintln!("{} of {total} cells to run", todo.len());
+        } else {
+            eprintln!(
+                "{} of {total} cells to run; {} of them took {} in other repetitions",
+                todo.len(),
+                todo.len() - unknown,
+                minutes(secs)
+            );
+        }
     }
     let started = Instant::now();
     let mut remade: HashSet<(Kind, Workload)> = HashSet::new();
