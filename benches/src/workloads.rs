@@ -318,6 +318,7 @@ fn place_base(
     if placed.linked > 0 {
         *linked_from = Some((from.to_path_buf(), before));
     }
+    out.base_bytes_linked_copied = Some((placed.linked, placed.copied));
     out.setup_secs = Some(started.elapsed().as_secs_f64());
     Ok(())
 }
