@@ -6,6 +6,11 @@
 #   scripts/bench.sh --write-docs            # the full run behind docs/BENCHMARKS.md
 #   scripts/bench.sh --quick --backends lsm,rocksdb --only fill
 #   BENCH=micro scripts/bench.sh             # the criterion micro-benchmarks
+#   scripts/bench.sh --write-docs --stop-after 150   # a full run over several
+#   scripts/bench.sh --write-docs --resume           # sessions (benches/README.md)
+#
+# RocksDB is an opt-in feature of kalamdb-bench (so `cargo build --workspace`
+# compiles no C++); this script turns it on. BENCH_FEATURES="" leaves it out.
 #
 # `cargo bench` (the release profile) is fine too, but compiles RocksDB's C++
 # once more (20+ minutes on 2 cores). This script builds in the dev profile
@@ -41,5 +46,9 @@ done
 
 # The command the report prints.
 export KALAMDB_BENCH_COMMAND="scripts/bench.sh $*"
+features=()
+if [ -n "${BENCH_FEATURES-rocksdb}" ]; then
+  features=(--features "${BENCH_FEATURES-rocksdb}")
+fi
 exec nice -n "${NICE:-15}" cargo bench -p kalamdb-bench --bench "${BENCH:-compare}" \
-  --profile dev "${cfg[@]}" -- "$@"
+  "${features[@]}" --profile dev "${cfg[@]}" -- "$@"

@@ -48,6 +48,12 @@ if cargo tree -p kalamdb-store -e normal,build --prefix none | grep -E '^(libroc
   echo "the default build pulls in a C/C++ build dependency (above)" >&2
   exit 1
 fi
+# Nor does the whole workspace with default features (RocksDB is opt-in in
+# kalamdb-bench too); the clippy and test steps below build it (--all-features).
+if cargo tree --workspace -e normal,build,dev --prefix none | grep -E '^librocksdb-sys '; then
+  echo "the workspace's default build compiles RocksDB (above)" >&2
+  exit 1
+fi
 cargo build --workspace --all-targets
 
 step "clippy (all targets, all features)"

@@ -69,6 +69,27 @@ impl Kind {
         }
     }
 
+    /// Whether the file at `path` of this backend's directory is never
+    /// changed in place once written (table files: they are only ever
+    /// created whole and removed), so a cell may hard-link it from a base
+    /// directory instead of copying it. Everything else (logs, manifests,
+    /// B-tree files) is copied: a backend may append to it, truncate or
+    /// rewrite it when it opens the copy.
+    pub fn immutable_file(self, path: &Path) -> bool {
+        let ext = |e: &str| path.extension().is_some_and(|x| x == e);
+        match self {
+            // The engine's and RocksDB's table files.
+            Kind::Lsm | Kind::RocksDb => ext("sst"),
+            // fjall (lsm-tree): `keyspaces/<id>/tables/<id>`.
+            Kind::Fjall => path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d == "tables"),
+            // B-trees changed in place; nothing on disk.
+            Kind::Sled | Kind::Redb | Kind::Memory => false,
+        }
+    }
+
     /// Whether this build can run it.
     pub fn available(self) -> bool {
         self != Kind::RocksDb || cfg!(feature = "rocksdb")

@@ -92,6 +92,12 @@ pub struct CellResult {
     pub quiet_secs: Option<f64>,
     /// Seconds to open (reopen) the backend before the timed phase.
     pub open_secs: Option<f64>,
+    /// Seconds to set the cell up before opening: copying (linking) the
+    /// filled directory, or the memory backend's in-process fill.
+    pub setup_secs: Option<f64>,
+    /// Bytes of the filled directory hard-linked into the cell's (files the
+    /// backend never changes in place) and copied (the rest).
+    pub base_bytes_linked_copied: Option<(u64, u64)>,
     /// Bytes the process sent to storage / logical bytes written.
     pub write_amp: Option<f64>,
     /// Anything worth knowing about this cell.

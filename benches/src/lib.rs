@@ -14,5 +14,6 @@ pub mod keys;
 pub mod measure;
 pub mod rawdisk;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod workloads;

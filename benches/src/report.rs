@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::backends::Kind;
 use crate::cell::CellResult;
 use crate::config::{settings, BenchConfig};
+use crate::resume::CellRecord;
 
 /// Everything about the run that is not a measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -25,10 +26,14 @@ pub struct RunInfo {
     pub machine: Machine,
     /// The pinned configuration.
     pub config: BenchConfig,
-    /// When (UTC, from the system clock).
-    pub date: String,
-    /// The commit measured.
-    pub commit: String,
+    /// When (UTC, from the system clock): the invocations that measured
+    /// cells (a resumed run has several).
+    pub sessions: Vec<String>,
+    /// The commits the cells measured (more than one: a warning).
+    pub commits: Vec<String>,
+    /// Cells that have a result, of those that apply (a run stopped by its
+    /// time budget has fewer).
+    pub done: (usize, usize),
     /// Backends in column order.
     pub backends: Vec<Kind>,
     /// /proc/loadavg when the run started and when it ended (other jobs on
@@ -200,11 +205,36 @@ pub fn markdown(info: &RunInfo, sums: &[Summary]) -> String {
     let mut md = String::new();
     let m = &info.machine;
     let _ = writeln!(md, "- Command: `{}`", info.command);
+    if info.done.0 < info.done.1 {
+        let _ = writeln!(
+            md,
+            "- **Partial run: {} of {} cells measured** (continue it with `--resume`)",
+            info.done.0, info.done.1
+        );
+    }
+    let commits: Vec<String> = info.commits.iter().map(|c| format!("`{c}`")).collect();
+    let dates = match info.sessions.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, .., last] => format!("{first} to {last} ({} invocations)", info.sessions.len()),
+    };
     let _ = writeln!(
         md,
-        "- N = {} keys (16-byte keys, 100-byte values), {} ops per read/YCSB cell, {} repetition(s); commit `{}`, {}",
-        info.n, info.reads, info.reps, info.commit, info.date
+        "- N = {} keys (16-byte keys, 100-byte values), {} ops per read/YCSB cell, {} repetition(s); commit {}, {}",
+        info.n,
+        info.reads,
+        info.reps,
+        commits.join(", "),
+        dates
     );
+    if info.commits.len() > 1 {
+        let _ = writeln!(
+            md,
+            "- **Warning: the cells were measured at {} different commits** ({}): the run was resumed on changed code; `results.json` has each cell's commit",
+            info.commits.len(),
+            commits.join(", ")
+        );
+    }
     let _ = writeln!(
         md,
         "- Machine: {} × {}, {:.1} GiB RAM, Linux {}, data on {}",
@@ -216,8 +246,14 @@ pub fn markdown(info: &RunInfo, sums: &[Summary]) -> String {
     );
     let _ = writeln!(
         md,
-        "- Load average (1/5/15 min) at the start: {}; at the end: {}",
-        info.load.0, info.load.1
+        "- Load average (1/5/15 min) at the start: {}; at the end: {}{}",
+        info.load.0,
+        info.load.1,
+        if info.sessions.len() > 1 {
+            " (of the last invocation; `results.json` has the load after each cell)"
+        } else {
+            ""
+        }
     );
     if let (Some(r1), Some(r16)) = (
         find(sums, "rawsync/1", "disk"),
@@ -323,15 +359,44 @@ pub fn markdown(info: &RunInfo, sums: &[Summary]) -> String {
     md
 }
 
-/// The JSON report.
-pub fn json(info: &RunInfo, results: &[CellResult], sums: &[Summary]) -> String {
+/// The JSON report. `records`: how each cell was run (commit, invocation,
+/// wall time, load), as in the journal minus the fingerprint.
+pub fn json(
+    info: &RunInfo,
+    results: &[CellResult],
+    sums: &[Summary],
+    records: &[CellRecord],
+) -> String {
+    #[derive(Serialize)]
+    struct Run<'a> {
+        rep: u32,
+        backend: &'a str,
+        workload: &'a str,
+        commit: &'a str,
+        session: &'a str,
+        wall_secs: f64,
+        load: &'a str,
+    }
     #[derive(Serialize)]
     struct Report<'a> {
         run: &'a RunInfo,
         settings: BTreeMap<&'static str, Vec<(&'static str, String)>>,
         summary: &'a [Summary],
         cells: &'a [CellResult],
+        runs: Vec<Run<'a>>,
     }
+    let runs = records
+        .iter()
+        .map(|r| Run {
+            rep: r.rep,
+            backend: &r.result.backend,
+            workload: &r.result.workload,
+            commit: &r.commit,
+            session: &r.session,
+            wall_secs: r.wall_secs,
+            load: &r.load,
+        })
+        .collect();
     let settings = info
         .backends
         .iter()
@@ -342,6 +407,7 @@ pub fn json(info: &RunInfo, results: &[CellResult], sums: &[Summary]) -> String 
         settings,
         summary: sums,
         cells: results,
+        runs,
     })
     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -478,8 +544,9 @@ mod tests {
                 filesystem: "ext4".into(),
             },
             config: BenchConfig::default(),
-            date: String::new(),
-            commit: String::new(),
+            sessions: vec!["2026-01-01 10:00 UTC".into()],
+            commits: vec!["abc1234".into()],
+            done: (4, 4),
             backends: vec![Kind::Lsm, Kind::RocksDb],
             load: (String::new(), String::new()),
         }
@@ -519,8 +586,32 @@ mod tests {
             md.contains("| readrandom (compacted) | n/a | 50.0 (1.00×) |"),
             "{md}"
         );
+        assert!(
+            md.contains("commit `abc1234`, 2026-01-01 10:00 UTC"),
+            "{md}"
+        );
+        assert!(!md.contains("Warning") && !md.contains("Partial"), "{md}");
         let svg = svg(&info(), &sums);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("fillseq"));
+    }
+
+    #[test]
+    fn markdown_warns_of_several_commits_and_a_partial_run() {
+        let mut info = info();
+        info.commits.push("def5678-dirty".into());
+        info.sessions.push("2026-01-01 13:00 UTC".into());
+        info.done = (3, 4);
+        let sums = summarize(&[cell("lsm", "fillseq", 0, 150.0)]);
+        let md = markdown(&info, &sums);
+        assert!(md.contains("Partial run: 3 of 4 cells"), "{md}");
+        assert!(
+            md.contains("commit `abc1234`, `def5678-dirty`, 2026-01-01 10:00 UTC to 2026-01-01 13:00 UTC (2 invocations)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Warning: the cells were measured at 2 different commits"),
+            "{md}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! `StorageBackend` trait.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,13 +147,14 @@ async fn run_async(kind: Kind, spec: &CellSpec) -> Result<CellResult> {
     let values = Arc::new(Values::default());
     let peak = PeakAnon::start();
     let sync = spec.workload == Workload::FillSync;
-    let opened_at = Instant::now();
+    // The base a cell hard-linked files from, and its fingerprint before:
+    // checked after the cell (a backend that changed a linked file in place
+    // would have changed the base of every later cell).
+    let mut linked_from = None;
     let opened = if spec.workload.reads_base() {
-        let o = open_filled(kind, spec, &values, &mut out).await?;
-        out.open_secs = Some(opened_at.elapsed().as_secs_f64());
-        o
+        open_filled(kind, spec, &values, &mut out, &mut linked_from).await?
     } else if spec.workload == Workload::Compact {
-        measure::copy_dir(&spec.base, &spec.dir)?;
+        place_base(kind, &spec.base, spec, &mut out, &mut linked_from)?;
         out.disk_bytes = Some(measure::disk_bytes(&spec.dir));
         backends::open(kind, &spec.dir, &spec.config, false)?
     } else {
@@ -220,6 +221,15 @@ async fn run_async(kind: Kind, spec: &CellSpec) -> Result<CellResult> {
     // Closed (everything written made durable): the space and the bytes
     // written are those of the data at rest, whatever each backend buffers.
     opened.close().await?;
+    if let Some((base, before)) = linked_from {
+        if measure::dir_fingerprint(&base) != before {
+            return Err(Error::Backend(format!(
+                "{} changed a file it shares with {} (hard link): Kind::immutable_file must not accept it",
+                kind.name(),
+                base.display()
+            )));
+        }
+    }
     out.peak_rss_anon = Some(peak.finish());
     out.vm_hwm = measure::vm_hwm();
     if writes && kind.persistent() {
@@ -264,9 +274,12 @@ async fn open_filled(
     spec: &CellSpec,
     values: &Values,
     out: &mut CellResult,
+    linked_from: &mut Option<(PathBuf, u64)>,
 ) -> Result<Opened> {
     if !kind.persistent() {
+        let started = Instant::now();
         let o = backends::open(kind, &spec.dir, &spec.config, false)?;
+        out.open_secs = Some(started.elapsed().as_secs_f64());
         let p = main_partition();
         o.store.create_partition(&p).await?;
         let perm = Permutation::new(spec.n, 1);
@@ -274,6 +287,7 @@ async fn open_filled(
             let k = perm.get(i);
             o.store.put(&p, &key(k), values.get(k)).await?;
         }
+        out.setup_secs = Some(started.elapsed().as_secs_f64());
         out.note = Some("filled in-process (no disk)".into());
         return Ok(o);
     }
@@ -282,8 +296,31 @@ async fn open_filled(
     } else {
         &spec.base
     };
-    measure::copy_dir(from, &spec.dir)?;
-    backends::open(kind, &spec.dir, &spec.config, false)
+    place_base(kind, from, spec, out, linked_from)?;
+    let started = Instant::now();
+    let o = backends::open(kind, &spec.dir, &spec.config, false)?;
+    out.open_secs = Some(started.elapsed().as_secs_f64());
+    Ok(o)
+}
+
+/// Makes the cell's directory a copy of `from`, hard-linking the files the
+/// backend never changes in place (see [`Kind::immutable_file`]).
+fn place_base(
+    kind: Kind,
+    from: &Path,
+    spec: &CellSpec,
+    out: &mut CellResult,
+    linked_from: &mut Option<(PathBuf, u64)>,
+) -> Result<()> {
+    let started = Instant::now();
+    let before = measure::dir_fingerprint(from);
+    let placed = measure::link_or_copy_dir(from, &spec.dir, &|p| kind.immutable_file(p))?;
+    if placed.linked > 0 {
+        *linked_from = Some((from.to_path_buf(), before));
+    }
+    out.base_bytes_linked_copied = Some((placed.linked, placed.copied));
+    out.setup_secs = Some(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// What a timed phase measured.
