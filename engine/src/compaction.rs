@@ -32,7 +32,9 @@
 //! # Failure and races
 //! Outputs are written, synced and their directory synced before the
 //! manifest edit that installs them (removing the inputs); a failure before
-//! the edit deletes them and changes nothing. A partition dropped meanwhile
+//! the edit deletes them and changes nothing. A failed fsync of the edit
+//! keeps them (the edit may be durable; the manifest is poisoned, and the
+//! next open deletes them if it was not). A partition dropped meanwhile
 //! has its edit refused: nothing is installed. Flushes keep adding level-0
 //! tables during a compaction; they are newer than its inputs and stay.
 
@@ -391,8 +393,18 @@ impl Inner {
             changes.insert(0, Change::NextFileNumber(n + 1));
         }
         changes.extend(outputs.iter().map(|(r, _)| Change::AddTable(r.clone())));
-        if let Err(e) = self.manifest.log(&VersionEdit { changes }) {
-            self.remove_tables(p, outputs.iter().map(|(r, _)| r.file));
+        let position = match self.manifest.append_with(|_| VersionEdit { changes }) {
+            Ok((position, _)) => position,
+            Err(e) => {
+                // Refused or not appended: nothing refers to the outputs.
+                self.remove_tables(p, outputs.iter().map(|(r, _)| r.file));
+                return if p.is_dropped() { Ok(()) } else { Err(e) };
+            }
+        };
+        // A failed sync leaves the edit in the file, perhaps durable: the
+        // outputs stay (the manifest is poisoned now; if the edit did not
+        // survive, the next open deletes them as orphans).
+        if let Err(e) = self.manifest.commit(position) {
             return if p.is_dropped() { Ok(()) } else { Err(e) };
         }
         let written: u64 = outputs.iter().map(|(r, _)| r.size).sum();
