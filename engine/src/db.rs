@@ -411,6 +411,12 @@ impl Db {
         &self.inner.options
     }
 
+    /// The shared state, for white-box tests in the crate.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     fn partition(&self, name: &str) -> Result<Arc<PartitionState>> {
         read(&self.inner.partitions)
             .get(name)
@@ -862,6 +868,16 @@ impl Inner {
     /// Every live partition, now.
     pub(crate) fn partitions_snapshot(&self) -> Vec<Arc<PartitionState>> {
         read(&self.partitions).values().cloned().collect()
+    }
+
+    /// Whether `p` is dropped or being dropped: a drop logs its manifest
+    /// edit before it marks the partition, so background work that the
+    /// manifest refuses in between must count it as dropped too.
+    pub(crate) fn partition_gone(&self, p: &PartitionState) -> bool {
+        p.is_dropped()
+            || self
+                .manifest
+                .with_state(|s| !s.partitions.contains_key(&p.id()))
     }
 }
 

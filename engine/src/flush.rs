@@ -274,13 +274,11 @@ impl Inner {
                 // Refused (partition dropped meanwhile) or not appended:
                 // nothing refers to the file.
                 let _ = self.fs.remove_file(&path);
-                // The drop is logged before the partition is marked dropped:
-                // the manifest knows first.
-                let dropped = p.is_dropped()
-                    || self
-                        .manifest
-                        .with_state(|s| !s.partitions.contains_key(&p.id()));
-                return if dropped { Ok(false) } else { Err(e) };
+                return if self.partition_gone(p) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                };
             }
         };
         // A failed sync leaves the edit in the file, perhaps durable: the
