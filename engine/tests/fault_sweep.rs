@@ -381,7 +381,12 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
                         }
                     }
                     Err(Error::PartitionNotFound(name)) if may_be_absent(&history, &name) => {}
-                    Err(Error::Io(_)) => {
+                    Err(Error::Io(e)) => {
+                        if ddl_failed {
+                            return Err(ctx(&format!(
+                                "after a failed partition change, one failed with {e} instead of poisoned:"
+                            )));
+                        }
                         ddl_failed = true;
                         history.push((step.clone(), Status::Maybe));
                     }
@@ -414,7 +419,12 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
                             return Err(ctx(&format!("poisoned before any fault: {e}")));
                         }
                     }
-                    Err(Error::Io(_)) => {
+                    Err(Error::Io(e)) => {
+                        if wal_failed {
+                            return Err(ctx(&format!(
+                                "after a failed write, a write failed with {e} instead of poisoned:"
+                            )));
+                        }
                         wal_failed = true;
                         history.push((step.clone(), Status::Maybe));
                     }
@@ -439,7 +449,14 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
                             return Err(ctx(&format!("poisoned before any fault: {e}")));
                         }
                     }
-                    Err(Error::Io(_)) => wal_failed = true,
+                    Err(Error::Io(e)) => {
+                        if wal_failed {
+                            return Err(ctx(&format!(
+                                "after a failed write, sync_wal failed with {e} instead of poisoned:"
+                            )));
+                        }
+                        wal_failed = true;
+                    }
                     Err(e) => return Err(ctx(&format!("unexpected error {e}"))),
                 }
             }
