@@ -233,6 +233,10 @@ impl Db {
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
             let pdir = Arc::new(PartitionDir::new(dir.join(id.to_string()), fs.clone()));
+            // A table is logged only once its directory's entry is durable.
+            if record.levels.values().any(|l| !l.is_empty()) {
+                pdir.set_durable();
+            }
             let p = Arc::new(PartitionState::new(
                 *id,
                 record.name.clone(),

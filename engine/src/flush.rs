@@ -237,9 +237,16 @@ impl Inner {
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<bool> {
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
         let pdir = p.dir().path().to_path_buf();
-        if !self.fs.exists(&pdir)? {
-            self.fs.create_dir_all(&pdir)?;
+        // Until its entry is synced, the partition directory may vanish in a
+        // crash with the tables in it. Tracked rather than inferred from its
+        // existence: after a failed sync the directory exists, and the retry
+        // must sync it still.
+        if !p.dir().is_durable() {
+            if !self.fs.exists(&pdir)? {
+                self.fs.create_dir_all(&pdir)?;
+            }
             self.fs.sync_dir(&self.dir)?;
+            p.dir().set_durable();
         }
         let path = pdir.join(table_file_name(number));
         let built = self.build_table(p, memtable, &path);

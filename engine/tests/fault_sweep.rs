@@ -29,7 +29,9 @@
 //!   one failed, later ones are refused;
 //! - a clean reopen returns every acknowledged write; a failed open is an
 //!   I/O error (never `corruption:`), and the next open succeeds;
-//! - at the end, faults cleared, the file system crashes (unsynced bytes
+//! - at the end — or right after the step in which the fault fired, so that
+//!   later steps cannot repair what it left non-durable — faults cleared,
+//!   the file system crashes (unsynced bytes
 //!   dropped or torn, non-durable directory entries reverted): the reopened
 //!   state equals the model after a prefix of the history that contains
 //!   every acknowledged sync write, `sync_wal`, flush, partition change and
@@ -288,6 +290,11 @@ struct Plan {
     persistent: bool,
     error: FaultError,
     partial: bool,
+    /// Crash right after the step in which the fault fired (its retry
+    /// included) instead of at the end: what later steps would repair (a
+    /// directory entry synced by a later file creation, say) must be
+    /// durable already.
+    crash_early: bool,
 }
 
 impl Plan {
@@ -677,6 +684,9 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
         if !matches!(step, Step::Reopen) {
             poison_possible |= fired.iter().any(|(_, p)| !is_table_path(p));
         }
+        if plan.is_some_and(|p| p.crash_early) && !sim.fired_faults().is_empty() {
+            break;
+        }
     }
     seen.fired = !sim.fired_faults().is_empty();
     seen.ops = OpKind::ALL.iter().map(|&k| sim.op_count_of(k)).collect();
@@ -759,7 +769,9 @@ fn sweep(kind: OpKind) {
         if only.is_some_and(|o| o != n) {
             continue;
         }
-        for persistent in [false, true] {
+        for (persistent, crash_early) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
             for (error, partial) in variants(kind) {
                 let plan = Plan {
                     kind,
@@ -767,6 +779,7 @@ fn sweep(kind: OpKind) {
                     persistent,
                     error,
                     partial,
+                    crash_early,
                 };
                 runs += 1;
                 match run(Some(plan)) {
@@ -966,4 +979,41 @@ fn regression_failed_manifest_sync_keeps_new_tables() {
             }
         }
     }
+}
+
+/// Regression (found by the sweep with `crash_early`: SyncDir failing in a
+/// partition's first flush): the flush creates the partition directory and
+/// syncs the database directory; when that sync failed, the retry found the
+/// directory present and skipped the sync, then logged a table in a
+/// directory whose entry a power loss could still revert — the next open
+/// failed with "table file listed in the manifest is missing".
+#[test]
+fn regression_failed_partition_dir_sync_is_retried() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, options(&sim)).expect("open");
+    db.create_partition("a").expect("create");
+    db.write(
+        [WriteOp {
+            partition: "a",
+            key: key(1),
+            value: Some(vec![1; 10]),
+        }],
+        Some(true),
+    )
+    .expect("write");
+    sim.inject(Fault::on(OpKind::SyncDir, FaultError::EIO).on_path(DIR));
+    assert!(
+        db.flush_partition("a").is_err(),
+        "the directory sync failed"
+    );
+    assert_eq!(
+        sim.fired_faults(),
+        vec![(OpKind::SyncDir, PathBuf::from(DIR))]
+    );
+    db.flush_partition("a").expect("the retry");
+    assert_eq!(db.stats().tables, 1);
+    drop(db);
+    sim.crash_with(CrashMode::DropUnsynced, 1);
+    let db = Db::open(DIR, options(&sim)).unwrap_or_else(|e| panic!("reopen: {e}"));
+    assert_eq!(db.get("a", &key(1)).expect("get"), Some(vec![1; 10]));
 }
