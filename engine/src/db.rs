@@ -203,12 +203,12 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
         let fs = options.fs.clone();
-        let existed = fs.exists(&dir)?;
         fs.create_dir_all(&dir)?;
-        if !existed {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)?;
-            }
+        // At every open, not only when the directory is new: if that sync
+        // failed, the directory exists at the next open, and a power loss
+        // could still take it, with every write acknowledged since.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
         }
         let file_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
