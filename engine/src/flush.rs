@@ -9,9 +9,10 @@
 //! manifest refuses the edit and the file is deleted: nothing is installed.
 //! A failed flush leaves no manifest edit; the memtable stays and the flush
 //! is retried on the next signal. (A failed fsync of the edit itself
-//! poisons the manifest and keeps the table: the edit may be durable, and if
-//! it is not, the next open deletes the file as an orphan.) After each flush, WAL files that no
-//! memtable needs any more are recorded (`LogNumber`) and deleted.
+//! poisons the manifest and keeps the table: the edit may be durable, and
+//! if it is not, the next open deletes the file as an orphan.) After each
+//! flush, WAL files that no memtable needs any more are recorded
+//! (`LogNumber`) and deleted.
 //!
 //! What gets flushed, besides memtables that reached `memtable_size`: when
 //! the commit leader sees a limit exceeded (see [`write_buffer`]) it asks the
