@@ -15,8 +15,13 @@
 //!   partition create/drop (those are durable when acknowledged);
 //! - reopening again gives the same state.
 //!
-//! `CRASH_SEEDS` sets the number of seeds (default 1,000); `CRASH_SEED` runs one.
-//! A failing seed is printed; add it to `REGRESSION_SEEDS`.
+//! Scans (from their own generator) are checked against the model during
+//! the workload too, and the tiny levels of the manifest-pressure
+//! configuration make background compactions run under crashes.
+//!
+//! `CRASH_SEEDS` sets the number of seeds (default 4,000, split over one
+//! test per configuration); `CRASH_SEED` runs one. A failing seed is
+//! printed; add it to `REGRESSION_SEEDS`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,9 +48,10 @@ enum Config {
     /// As classic, plus explicit flushes (`LsmBackend::flush`, and
     /// `compact`, which flushes one partition) between steps.
     Flushes,
-    /// Explicit flushes, smaller memtables and 256-byte blocks, and a
-    /// manifest that rolls over every few hundred bytes: crashes land in
-    /// flush edits and in rollovers (snapshot, `CURRENT` switch).
+    /// Explicit flushes, smaller memtables and 256-byte blocks, a manifest
+    /// that rolls over every few hundred bytes, and tiny levels: crashes
+    /// land in flush and compaction edits and in rollovers (snapshot,
+    /// `CURRENT` switch).
     ManifestPressure,
     /// Memtables large enough that the workload never flushes, and reopens
     /// after the crash with tiny ones: recovery finds oversized memtables
@@ -247,6 +253,12 @@ fn config_options(fs: &SimFs, config: Config, phase: Phase, rollover: u64) -> Ls
             memtable_size: 1024,
             block_size: 256,
             manifest_rollover_size: rollover,
+            // Background leveled compactions: two level-0 tables trigger
+            // one, and tiny levels push data further down.
+            l0_compaction_trigger: 2,
+            level_base_size: 4096,
+            level_size_multiplier: 2,
+            target_file_size: 2048,
             ..classic
         },
         (Config::RecoveryFlush, Phase::Workload) => LsmOptions {
@@ -274,7 +286,88 @@ async fn state(backend: &LsmBackend) -> Model {
 }
 
 /// Runs one seed; `Err` describes an oracle violation.
-fn run_seed(seed: u64, config: Config) -> Result<(), String> {
+/// What a seed exercised, summed over a run to show the coverage.
+#[derive(Debug, Default, Clone, Copy)]
+struct SeedStats {
+    /// Scans checked against the model.
+    scans: u64,
+    /// Compactions (and trivial moves) the last session before the crash
+    /// ran, background ones included.
+    compactions: u64,
+    /// Table flushes of that session.
+    flushes: u64,
+}
+
+/// The models the history allows now: every acknowledged step applied,
+/// each failed one applied or not (`None` if too many failed).
+fn candidates(history: &[(Step, Status)]) -> Option<Vec<Model>> {
+    let maybes: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, st))| *st == Status::Maybe)
+        .map(|(i, _)| i)
+        .collect();
+    if maybes.len() > 6 {
+        return None;
+    }
+    Some(
+        (0u32..1 << maybes.len())
+            .map(|mask| {
+                let mut model = Model::new();
+                for (i, (step, status)) in history.iter().enumerate() {
+                    let skip = *status == Status::Maybe
+                        && maybes
+                            .iter()
+                            .position(|&m| m == i)
+                            .is_some_and(|bit| mask & (1 << bit) == 0);
+                    if !skip {
+                        apply(&mut model, step);
+                    }
+                }
+                model
+            })
+            .collect(),
+    )
+}
+
+/// Scans partition `p` and compares it with the models the history allows:
+/// `None` if the scan failed (every operation fails after the crash point)
+/// or the history is too uncertain to check.
+async fn scan_matches(
+    backend: &LsmBackend,
+    p: usize,
+    history: &[(Step, Status)],
+) -> Option<Result<(), String>> {
+    let models = candidates(history)?;
+    let items: Result<Vec<(Vec<u8>, Vec<u8>)>, _> = match backend.scan(&part(p), None, None).await {
+        Ok(iter) => iter.collect(),
+        Err(kalamdb_store::Error::PartitionNotFound(_)) => {
+            return Some(if models.iter().any(|m| !m.contains_key(NAMES[p])) {
+                Ok(())
+            } else {
+                Err(format!("scan: partition {} not found", NAMES[p]))
+            });
+        }
+        Err(_) => return None,
+    };
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = items.ok()?.into_iter().collect();
+    Some(if models.iter().any(|m| m.get(NAMES[p]) == Some(&got)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a scan of {} read {} keys, no model after {} steps matches: {}",
+            NAMES[p],
+            got.len(),
+            history.len(),
+            diff(
+                &models[0],
+                &Model::from([(NAMES[p].to_string(), got.clone())])
+            )
+        ))
+    })
+}
+
+fn run_seed(seed: u64, config: Config, scans: bool) -> Result<SeedStats, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -283,6 +376,8 @@ fn run_seed(seed: u64, config: Config) -> Result<(), String> {
         let mut rng = Rng(seed);
         // Decisions of the configuration come from their own generator.
         let mut extra = Rng(seed ^ 0x0e47_7a00_0000_0002);
+        let mut reads = Rng(seed ^ 0x5ca0_0000_0000_0003);
+        let mut stats = SeedStats::default();
         let rollover = 64 + extra.below(512);
         let sim = SimFs::new();
         let opts = |phase| options(&sim, config, phase, rollover, seed);
@@ -326,6 +421,15 @@ fn run_seed(seed: u64, config: Config) -> Result<(), String> {
                 let _ = execute(open, &step).await;
                 history.push((step, Status::Acked));
             }
+            // Scans, from their own generator (the workload of a seed stays
+            // what it was before scans existed).
+            if scans && reads.chance(60) {
+                let p = reads.below(3) as usize;
+                if let Some(result) = scan_matches(open, p, &history).await {
+                    stats.scans += 1;
+                    result?;
+                }
+            }
             let step = random_step(&mut rng);
             match execute(open, &step).await {
                 Ok(()) => {
@@ -351,6 +455,11 @@ fn run_seed(seed: u64, config: Config) -> Result<(), String> {
             if sim.op_count() - base_ops > crash_after + 20 {
                 break;
             }
+        }
+        if let Some(open) = &backend {
+            let s = open.stats();
+            stats.compactions = s.compactions + s.trivial_moves;
+            stats.flushes = s.flushes;
         }
         sim.crash_with(mode, rng.next());
         drop(backend);
@@ -412,7 +521,7 @@ fn run_seed(seed: u64, config: Config) -> Result<(), String> {
                     }
                 }
                 if model == recovered {
-                    return Ok(());
+                    return Ok(stats);
                 }
             }
         }
@@ -482,39 +591,103 @@ fn diff(expected: &Model, got: &Model) -> String {
     out.join("; ")
 }
 
-#[test]
-fn crash_loop_holds_the_oracle() {
-    let seeds: Vec<(u64, Config)> = match std::env::var("CRASH_SEED")
+/// Runs the seeds of `config` among `0..CRASH_SEEDS` (default
+/// [`DEFAULT_SEEDS`]), or `CRASH_SEED` alone if it is of this configuration.
+fn crash_loop(config: Config) {
+    let one: Option<u64> = std::env::var("CRASH_SEED")
         .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(one) => vec![REGRESSION_SEEDS
-            .iter()
-            .copied()
-            .find(|(s, _)| *s == one)
-            .unwrap_or((one, Config::of(one)))],
+        .and_then(|s| s.parse().ok());
+    let seeds: Vec<u64> = match one {
+        Some(one) if REGRESSION_SEEDS.iter().any(|(s, _)| *s == one) => return,
+        Some(one) => vec![one],
         None => {
             let n: u64 = std::env::var("CRASH_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(1000);
-            REGRESSION_SEEDS
-                .iter()
-                .copied()
-                .chain((0..n).map(|s| (s, Config::of(s))))
-                .collect()
+                .unwrap_or(DEFAULT_SEEDS);
+            (0..n).collect()
         }
     };
+    let seeds: Vec<u64> = seeds
+        .into_iter()
+        .filter(|&s| Config::of(s) == config)
+        .collect();
+    let started = std::time::Instant::now();
     let mut failures = Vec::new();
-    for (seed, config) in &seeds {
-        if let Err(e) = run_seed(*seed, *config) {
-            eprintln!("seed {seed} ({config:?}) FAILED: {e}\n");
-            failures.push(*seed);
+    let mut total = SeedStats::default();
+    for &seed in &seeds {
+        match run_seed(seed, config, true) {
+            Ok(s) => {
+                total.scans += s.scans;
+                total.compactions += s.compactions;
+                total.flushes += s.flushes;
+            }
+            Err(e) => {
+                eprintln!("seed {seed} ({config:?}) FAILED: {e}\n");
+                failures.push(seed);
+            }
         }
     }
     assert!(
         failures.is_empty(),
         "failing seeds (rerun with CRASH_SEED=n): {failures:?}"
     );
-    eprintln!("{} crash seeds held the oracle", seeds.len());
+    eprintln!(
+        "{config:?}: {} crash seeds held the oracle ({} scans checked; {} flushes, {} compactions in the sessions that crashed) in {:.1?}",
+        seeds.len(),
+        total.scans,
+        total.flushes,
+        total.compactions,
+        started.elapsed()
+    );
+    // The workload reaches what it is meant to.
+    if seeds.len() >= 100 {
+        assert!(total.scans > 0, "no scan was checked");
+        assert!(total.flushes > 0, "no flush ran");
+        if matches!(config, Config::Flushes | Config::ManifestPressure) {
+            assert!(total.compactions > 0, "no compaction ran");
+        }
+    }
+}
+
+/// Seeds per CI run, over the four configurations (one test each, so
+/// nextest runs them in parallel).
+const DEFAULT_SEEDS: u64 = 4000;
+
+#[test]
+fn crash_loop_classic() {
+    crash_loop(Config::Classic);
+}
+
+#[test]
+fn crash_loop_flushes() {
+    crash_loop(Config::Flushes);
+}
+
+#[test]
+fn crash_loop_manifest_pressure() {
+    crash_loop(Config::ManifestPressure);
+}
+
+#[test]
+fn crash_loop_recovery_flush() {
+    crash_loop(Config::RecoveryFlush);
+}
+
+/// [`REGRESSION_SEEDS`], replayed as they failed (without the scans added
+/// since, which would move the crash point); `CRASH_SEED` of one of them
+/// runs it alone.
+#[test]
+fn crash_loop_regression_seeds() {
+    let one: Option<u64> = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for &(seed, config) in REGRESSION_SEEDS {
+        if one.is_some_and(|o| o != seed) {
+            continue;
+        }
+        if let Err(e) = run_seed(seed, config, false) {
+            panic!("regression seed {seed} ({config:?}) failed: {e}");
+        }
+    }
 }

@@ -226,12 +226,12 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
         let fs = options.fs.clone();
-        let existed = fs.exists(&dir)?;
         fs.create_dir_all(&dir)?;
-        if !existed {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)?;
-            }
+        // At every open, not only when the directory is new: if that sync
+        // failed, the directory exists at the next open, and a power loss
+        // could still take it, with every write acknowledged since.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
         }
         let file_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -256,6 +256,10 @@ impl Db {
         let mut partitions: HashMap<String, Arc<PartitionState>> = HashMap::new();
         for (id, record) in &state.partitions {
             let pdir = Arc::new(PartitionDir::new(dir.join(id.to_string()), fs.clone()));
+            // A table is logged only once its directory's entry is durable.
+            if record.levels.values().any(|l| !l.is_empty()) {
+                pdir.set_durable();
+            }
             let p = Arc::new(PartitionState::new(
                 *id,
                 record.name.clone(),
@@ -424,6 +428,12 @@ impl Db {
     /// The options the database was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    /// The shared state, for white-box tests in the crate.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     fn partition(&self, name: &str) -> Result<Arc<PartitionState>> {
@@ -879,6 +889,16 @@ impl Inner {
     /// Every live partition, now.
     pub(crate) fn partitions_snapshot(&self) -> Vec<Arc<PartitionState>> {
         read(&self.partitions).values().cloned().collect()
+    }
+
+    /// Whether `p` is dropped or being dropped: a drop logs its manifest
+    /// edit before it marks the partition, so background work that the
+    /// manifest refuses in between must count it as dropped too.
+    pub(crate) fn partition_gone(&self, p: &PartitionState) -> bool {
+        p.is_dropped()
+            || self
+                .manifest
+                .with_state(|s| !s.partitions.contains_key(&p.id()))
     }
 }
 

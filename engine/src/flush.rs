@@ -8,8 +8,11 @@
 //! memtable to the table. If the partition was dropped meanwhile the
 //! manifest refuses the edit and the file is deleted: nothing is installed.
 //! A failed flush leaves no manifest edit; the memtable stays and the flush
-//! is retried on the next signal. After each flush, WAL files that no
-//! memtable needs any more are recorded (`LogNumber`) and deleted.
+//! is retried on the next signal. (A failed fsync of the edit itself
+//! poisons the manifest and keeps the table: the edit may be durable, and
+//! if it is not, the next open deletes the file as an orphan.) After each
+//! flush, WAL files that no memtable needs any more are recorded
+//! (`LogNumber`) and deleted.
 //!
 //! What gets flushed, besides memtables that reached `memtable_size`: when
 //! the commit leader sees a limit exceeded (see [`write_buffer`]) it asks the
@@ -235,9 +238,16 @@ impl Inner {
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<bool> {
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
         let pdir = p.dir().path().to_path_buf();
-        if !self.fs.exists(&pdir)? {
-            self.fs.create_dir_all(&pdir)?;
+        // Until its entry is synced, the partition directory may vanish in a
+        // crash with the tables in it. Tracked rather than inferred from its
+        // existence: after a failed sync the directory exists, and the retry
+        // must sync it still.
+        if !p.dir().is_durable() {
+            if !self.fs.exists(&pdir)? {
+                self.fs.create_dir_all(&pdir)?;
+            }
             self.fs.sync_dir(&self.dir)?;
+            p.dir().set_durable();
         }
         let path = pdir.join(table_file_name(number));
         let built = self.build_table(p, memtable, &path);
@@ -266,18 +276,23 @@ impl Inner {
             let _ = self.fs.remove_file(&path);
             return Err(e);
         }
-        if let Err(e) = self.manifest.log(&edit) {
-            // Refused (partition dropped meanwhile) or failed: nothing refers
-            // to the file.
-            let _ = self.fs.remove_file(&path);
-            // The drop is logged before the partition is marked dropped:
-            // the manifest knows first.
-            let dropped = p.is_dropped()
-                || self
-                    .manifest
-                    .with_state(|s| !s.partitions.contains_key(&p.id()));
-            return if dropped { Ok(false) } else { Err(e) };
-        }
+        let position = match self.manifest.append_with(|_| edit) {
+            Ok((position, _)) => position,
+            Err(e) => {
+                // Refused (partition dropped meanwhile) or not appended:
+                // nothing refers to the file.
+                let _ = self.fs.remove_file(&path);
+                return if self.partition_gone(p) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        // A failed sync leaves the edit in the file, perhaps durable: the
+        // table stays (the manifest is poisoned now; if the edit did not
+        // survive, the next open deletes the file as an orphan).
+        self.manifest.commit(position)?;
         // Copies: slices would keep the table's metadata buffer alive after
         // the table cache closes it.
         let keys = (

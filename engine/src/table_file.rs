@@ -38,6 +38,9 @@ pub struct PartitionDir {
     path: PathBuf,
     fs: Arc<dyn Fs>,
     dropped: AtomicBool,
+    /// Its entry in the database directory is known durable (synced by this
+    /// process, or implied by tables the manifest lists in it).
+    durable: AtomicBool,
 }
 
 impl PartitionDir {
@@ -47,7 +50,18 @@ impl PartitionDir {
             path,
             fs,
             dropped: AtomicBool::new(false),
+            durable: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the directory's entry is known durable.
+    pub fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Records that the directory's entry is durable.
+    pub fn set_durable(&self) {
+        self.durable.store(true, Ordering::Release);
     }
 
     /// The directory's path.

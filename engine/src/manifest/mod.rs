@@ -283,12 +283,20 @@ impl Manifest {
     /// an fsync with concurrent callers), then rolls the manifest over if it
     /// is due.
     ///
+    /// A failed rollover does not fail the commit: the edit is durable by
+    /// then (`CURRENT` still names the old, complete manifest, or already
+    /// the new snapshot holding it), and a caller told otherwise would undo
+    /// it — a flush would delete the table the manifest now lists. The
+    /// manifest refuses later edits instead (`poisoned:`).
+    ///
     /// # Errors
-    /// I/O errors (after which the manifest is poisoned); `Poisoned` after
-    /// an earlier failure.
+    /// I/O errors of the sync (after which the manifest is poisoned);
+    /// `Poisoned` after an earlier failure.
     pub fn commit(&self, position: u64) -> Result<()> {
         self.sync_to(position)?;
-        self.maybe_roll_over()
+        // On failure `maybe_roll_over` has poisoned the manifest.
+        let _ = self.maybe_roll_over();
+        Ok(())
     }
 
     /// Returns once every byte up to `position` is durable, syncing if no

@@ -31,6 +31,23 @@ pub enum OpKind {
     Lock,
 }
 
+impl OpKind {
+    /// Every class, in declaration order.
+    pub const ALL: [OpKind; 11] = [
+        OpKind::Create,
+        OpKind::Open,
+        OpKind::Read,
+        OpKind::Write,
+        OpKind::Sync,
+        OpKind::SyncDir,
+        OpKind::Rename,
+        OpKind::Remove,
+        OpKind::Truncate,
+        OpKind::Metadata,
+        OpKind::Lock,
+    ];
+}
+
 /// The error an injected fault returns. `io::Error` is not `Clone`, so a
 /// fault keeps the recipe and builds a fresh error each time it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +168,9 @@ pub(super) struct Fired {
 pub(super) struct FaultPlan {
     armed: Vec<(Fault, u64)>,
     pub(super) fired: u64,
+    /// Every operation a fault failed, oldest first: its class and first
+    /// path.
+    pub(super) fired_log: Vec<(OpKind, PathBuf)>,
 }
 
 impl FaultPlan {
@@ -184,6 +204,10 @@ impl FaultPlan {
             self.armed.remove(i);
         }
         self.fired += 1;
+        self.fired_log.push((
+            op,
+            paths.first().map(|p| p.to_path_buf()).unwrap_or_default(),
+        ));
         Some(fired)
     }
 }

@@ -153,6 +153,19 @@ impl SimFs {
         self.shared.lock().ops
     }
 
+    /// How many operations of class `op` live handles have begun so far,
+    /// failed ones included: `Fault::on(op, ..).nth(n)` for `n` in
+    /// `1..=op_count_of(op)` of a fault-free run fails each in turn.
+    pub fn op_count_of(&self, op: OpKind) -> u64 {
+        self.shared.lock().ops_by_kind[op as usize]
+    }
+
+    /// Every operation an injected fault failed so far, oldest first: its
+    /// class and (first) path. Not cleared by [`SimFs::clear_faults`].
+    pub fn fired_faults(&self) -> Vec<(OpKind, std::path::PathBuf)> {
+        self.shared.lock().faults.fired_log.clone()
+    }
+
     /// The sync calls made so far.
     pub fn sync_counts(&self) -> SyncCounts {
         self.shared.lock().syncs

@@ -39,6 +39,8 @@ pub(super) struct State {
     pub(super) generation: u64,
     /// Operations begun on live handles (failed ones included).
     pub(super) ops: u64,
+    /// `ops` per class, indexed like [`OpKind::ALL`].
+    pub(super) ops_by_kind: [u64; OpKind::ALL.len()],
     pub(super) syncs: SyncCounts,
     pub(super) faults: FaultPlan,
     /// Lock-file inode → token of the handle holding it.
@@ -105,6 +107,7 @@ impl State {
     ) -> Result<(), OpError> {
         self.check_alive(generation)?;
         self.ops += 1;
+        self.ops_by_kind[op as usize] += 1;
         match self.faults.check(op, paths) {
             Some(fired) => Err(fired.into()),
             None => Ok(()),
@@ -132,6 +135,7 @@ impl Shared {
                 tree: Tree::new(),
                 generation: 0,
                 ops: 0,
+                ops_by_kind: [0; OpKind::ALL.len()],
                 syncs: SyncCounts::default(),
                 faults: FaultPlan::default(),
                 locks: HashMap::new(),

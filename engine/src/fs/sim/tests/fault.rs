@@ -161,3 +161,37 @@ fn sweeping_the_nth_operation_fails_each_in_turn() -> io::Result<()> {
     assert_eq!(fs.faults_fired(), 0);
     Ok(())
 }
+
+#[test]
+fn op_counts_per_class_and_the_log_of_fired_faults() -> io::Result<()> {
+    let fs = with_db()?;
+    let before: Vec<u64> = OpKind::ALL.iter().map(|&k| fs.op_count_of(k)).collect();
+    // `OpKind::ALL` lists each class once.
+    for (i, k) in OpKind::ALL.iter().enumerate() {
+        assert_eq!(*k as usize, i);
+    }
+    let mut file = fs.create(Path::new("/db/a"))?;
+    file.append(b"x")?;
+    file.append(b"y")?;
+    fs.inject(Fault::on(OpKind::Sync, FaultError::NO_SPACE));
+    assert!(file.sync_data().is_err());
+    fs.rename(Path::new("/db/a"), Path::new("/db/b"))?;
+    let delta = |k: OpKind| fs.op_count_of(k) - before[k as usize];
+    assert_eq!(
+        (
+            delta(OpKind::Create),
+            delta(OpKind::Write),
+            delta(OpKind::Sync),
+            delta(OpKind::Rename),
+            delta(OpKind::Read)
+        ),
+        (1, 2, 1, 1, 0)
+    );
+    assert_eq!(
+        fs.fired_faults(),
+        vec![(OpKind::Sync, Path::new("/db/a").to_path_buf())]
+    );
+    fs.clear_faults();
+    assert_eq!(fs.fired_faults().len(), 1, "the log outlives clear_faults");
+    Ok(())
+}
