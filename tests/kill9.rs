@@ -242,11 +242,7 @@ fn at_kill(dir: &Path) -> AtKill {
     let listed: BTreeSet<(u64, u64)> = state
         .partitions
         .iter()
-        .flat_map(|(&id, p)| {
-            p.levels
-                .values()
-                .flat_map(move |l| l.keys().map(move |&file| (id, file)))
-        })
+        .flat_map(|(&id, p)| p.tables.iter().map(move |t| (id, t.file)))
         .collect();
     let mut out = AtKill {
         listed: listed.len(),

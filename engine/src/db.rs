@@ -257,7 +257,7 @@ impl Db {
         for (id, record) in &state.partitions {
             let pdir = Arc::new(PartitionDir::new(dir.join(id.to_string()), fs.clone()));
             // A table is logged only once its directory's entry is durable.
-            if record.levels.values().any(|l| !l.is_empty()) {
+            if !record.tables.is_empty() {
                 pdir.set_durable();
             }
             let p = Arc::new(PartitionState::new(
