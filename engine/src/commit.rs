@@ -136,6 +136,19 @@ impl Inner {
     /// make durable: every such write is already synced and no rotated WAL
     /// awaits its sync. Engine threads and blocking DDL only, never async
     /// callers.
+    /// [`sync_acknowledged`](Self::sync_acknowledged) before a partition
+    /// create or drop; returns a sequence number that is now durable, for
+    /// the manifest edit to record (`LastSequence`): recovery then knows
+    /// that the WAL must hold every write up to it, and treats a WAL that
+    /// ends earlier as corruption instead of a torn write — a state with
+    /// the catalogue change but without writes acknowledged before it is
+    /// not a prefix of history.
+    pub(crate) fn durable_before_ddl(&self) -> Result<SeqNo> {
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        self.sync_acknowledged(visible)?;
+        Ok(visible)
+    }
+
     pub(crate) fn sync_acknowledged(&self, through: SeqNo) -> Result<()> {
         // Visible first: a write published after this load was not
         // acknowledged before the caller's change began.
