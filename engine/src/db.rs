@@ -304,6 +304,7 @@ impl Db {
             log_number: state.log_number,
             next_partition_id: state.next_partition_id,
             last_sequence: state.last_sequence,
+            wal_starts: state.wal_starts.clone(),
         };
         let recovered = recovery::replay(&fs, &dir, &partitions, &facts)?;
         let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
@@ -324,6 +325,13 @@ impl Db {
             .last_seq
             .max(state.last_sequence)
             .max(table_max_seq);
+        // Where the new WAL's sequence numbers start: once writes up to
+        // some number in it are recorded durable, recovery knows it must
+        // find them there (even if the whole file is lost).
+        manifest.log(&VersionEdit::one(Change::WalStart {
+            wal: recovered.next_wal_number,
+            seq: last_seq + 1,
+        }))?;
         let inner = Arc::new(Inner {
             fs,
             dir,

@@ -69,6 +69,9 @@ pub struct ManifestFacts {
     /// manifest recorded them (a flush syncs the WAL before logging its
     /// table), so a torn tail never loses them.
     pub last_sequence: SeqNo,
+    /// WAL files started by an open → the sequence number of their first
+    /// write batch.
+    pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
 /// Whether the WAL file at `path` starts with a write batch rather than a
@@ -95,7 +98,9 @@ fn started_by_an_open(fs: &Arc<dyn Fs>, path: &Path) -> Result<bool> {
 /// manifest); and a torn tail right after sequence `s` with
 /// `s < last_sequence` lost records that were durable (sequence numbers are
 /// consecutive, so the first record lost is `s + 1`): corruption of that
-/// WAL file, not a torn write.
+/// WAL file, not a torn write. A jump in sequence numbers is corruption
+/// too, and where a file started by an open begins (`WalStart`) gives `s`
+/// when no earlier record is left.
 ///
 /// # Errors
 /// I/O errors; `Corruption` with the file and offset.
@@ -119,11 +124,20 @@ pub fn replay(
     // files after it.
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut last_seq: SeqNo = 0;
+    // The sequence number known to come right before the next write batch:
+    // the last one replayed, or where a file started by an open begins.
+    let mut known: Option<SeqNo> = None;
     let mut records = 0u64;
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
         let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
         let seq_before = last_seq;
+        let known_before = known;
+        if known.is_none() {
+            if let Some(&start) = manifest.wal_starts.get(number) {
+                known = Some(start.saturating_sub(1));
+            }
+        }
         let mut previous_len: Option<(u64, u64)> = None;
         // A write to a partition the manifest never created: (id, offset).
         let mut unknown_partition: Option<(u64, u64)> = None;
@@ -146,8 +160,8 @@ pub fn replay(
                 // which continues from the last one recovered (a torn tail
                 // it cut is gone from the file). A jump is records cut out,
                 // e.g. a file truncated at a record boundary.
-                if last_seq != 0 && op.seq > last_seq + 1 {
-                    gap = Some((last_seq, op.seq, offset));
+                if let Some(prev) = known.filter(|&k| op.seq > k + 1) {
+                    gap = Some((prev, op.seq, offset));
                     return Err("gap in sequence numbers".into());
                 }
                 if op.partition >= manifest.next_partition_id {
@@ -155,6 +169,7 @@ pub fn replay(
                     return Err("write to an unknown partition".into());
                 }
                 last_seq = op.seq;
+                known = Some(op.seq);
                 Ok(())
             })?;
             records += 1;
@@ -176,7 +191,7 @@ pub fn replay(
             // The records lost end the previous file when this file starts
             // with the jump.
             let (damaged, at) = match files.last() {
-                Some((prev, prev_data)) if seq_before == before => {
+                Some((prev, prev_data)) if known_before == Some(before) => {
                     (prev.clone(), prev_data.len() as u64)
                 }
                 _ => (path.clone(), offset),
@@ -198,12 +213,12 @@ pub fn replay(
         // after `last_seq`: if the manifest knows a later sequence number as
         // durable, synced records were lost.
         let lost_durable = |offset: u64| -> Result<()> {
-            if last_seq != 0 && last_seq < manifest.last_sequence {
+            if let Some(k) = known.filter(|&k| k < manifest.last_sequence) {
                 return Err(corruption(
                     &path,
                     offset,
                     format!(
-                        "the log ends after sequence {last_seq}, but sequence numbers up to \
+                        "the log ends after sequence {k}, but sequence numbers up to \
                          {} were durable (recorded in {}): records were lost",
                         manifest.last_sequence,
                         manifest.path.display()
@@ -222,13 +237,14 @@ pub fn replay(
                 // Nothing of this file is replayed: its sequence numbers are
                 // not used (the next open continues after the previous file).
                 last_seq = seq_before;
-                if seq_before != 0 && seq_before < manifest.last_sequence {
+                known = known_before;
+                if let Some(k) = known.filter(|&k| k < manifest.last_sequence) {
                     return Err(corruption(
                         prev_path,
                         prev_data.len() as u64,
                         format!(
                             "{prev_len} bytes when {} started, but it ends after sequence \
-                             {seq_before} and sequence numbers up to {} were durable",
+                             {k} and sequence numbers up to {} were durable",
                             path.display(),
                             manifest.last_sequence
                         ),
@@ -275,19 +291,19 @@ pub fn replay(
     // However the log ends, it holds every durable sequence number (the
     // checks above cover a torn tail; this one a log cut at a record
     // boundary, which reads as a clean end).
-    if let Some((path, data)) = files.last() {
-        if last_seq != 0 && last_seq < manifest.last_sequence {
-            return Err(corruption(
-                path,
-                data.len() as u64,
-                format!(
-                    "the log ends after sequence {last_seq}, but sequence numbers up to {} \
-                     were durable (recorded in {}): records were lost",
-                    manifest.last_sequence,
-                    manifest.path.display()
-                ),
-            ));
-        }
+    if let (Some((path, data)), Some(k)) =
+        (files.last(), known.filter(|&k| k < manifest.last_sequence))
+    {
+        return Err(corruption(
+            path,
+            data.len() as u64,
+            format!(
+                "the log ends after sequence {k}, but sequence numbers up to {} \
+                 were durable (recorded in {}): records were lost",
+                manifest.last_sequence,
+                manifest.path.display()
+            ),
+        ));
     }
 
     // Make what is kept durable before this session acknowledges anything.

@@ -12,13 +12,6 @@
 //! corrupt length (this binary's allocator records every request above
 //! [`ALLOC_LIMIT`]).
 //!
-//! Known gap, tolerated by name and printed: the oldest WAL file cut to
-//! zero bytes. Recovery finds a lost record by its sequence number (they
-//! are consecutive) against the last one the manifest knows durable; with no
-//! record left before the next file's there is nothing to compare, and an
-//! empty oldest file is also what a crash right after creating it leaves.
-//! Closing it needs the manifest to record synced WAL sizes.
-//!
 //! The database is tiny (SSTable blocks of 128 bytes, a few short files) so
 //! that CI runs every byte of every file. `CORRUPTION_STRIDE=n` visits only
 //! every n-th byte (a quicker local run); `CORRUPTION_VERBOSE=1` prints the
@@ -553,8 +546,6 @@ struct Tally {
     /// Reads equal an earlier state (a cut-off tail).
     earlier: u64,
     failures: Vec<String>,
-    /// Non-prefix results of the one known undetected shape.
-    known_gap: Vec<String>,
 }
 
 impl Tally {
@@ -569,17 +560,16 @@ impl Tally {
     }
 
     fn finish(self, test: &str) {
-        if verbose() || !self.failures.is_empty() || !self.known_gap.is_empty() {
+        if verbose() || !self.failures.is_empty() {
             eprintln!(
                 "{test}: {} cases ({} detected, {} whole state, {} earlier prefix, {} failed; \
-                 {} no-op damages skipped); known gap: {:?}",
-                self.cases + self.known_gap.len() as u64,
+                 {} no-op damages skipped)",
+                self.cases,
                 self.detected,
                 self.full,
                 self.earlier,
                 self.failures.len(),
-                self.unchanged,
-                self.known_gap
+                self.unchanged
             );
         }
         assert!(self.cases > 0, "{test}: no case ran");
@@ -656,17 +646,8 @@ fn sweep_cuts(test: &str, kind: Kind, from: impl Fn(&[u8]) -> usize) -> Tally {
                 original.len()
             );
         }
-        let oldest_wal = fx.files.keys().find(|p| kind_of(p) == Kind::Wal) == Some(path);
         for cut in (start..original.len()).step_by(step) {
             let result = check_case(&fx, path, Some(&original[..cut]));
-            if kind == Kind::Wal && oldest_wal && cut == 0 && result.is_err() {
-                // Known gap (see the module doc): an oldest WAL file emptied
-                // whole leaves no sequence number to compare with the
-                // manifest's; telling it from a file that never held a
-                // durable record needs the manifest to track WAL sizes.
-                tally.known_gap.push(format!("{} cut at 0", path.display()));
-                continue;
-            }
             tally.record(format!("{} cut at {cut}", path.display()), result, last);
         }
     }
@@ -924,4 +905,49 @@ fn a_write_to_a_partition_the_manifest_lost_is_manifest_corruption() {
     let (file, reason) = open_corruption(&sim);
     assert_eq!(file, manifest, "{reason}");
     assert!(reason.contains("never created"), "{reason}");
+}
+
+#[test]
+fn oldest_wal_emptied_whole_is_corruption_when_it_held_durable_writes() {
+    // Nothing is left in the file to compare with the manifest: the manifest
+    // now records where an open-started WAL file's sequence numbers begin
+    // (WalStart), so a file emptied whole, or cut inside its first record,
+    // is found. It used to read as a WAL that never held anything, keeping
+    // a's flushed later write without b's earlier one.
+    for keep in [0, 3] {
+        let sim = SimFs::new();
+        session(
+            &sim,
+            &[
+                Step::Create("a"),
+                Step::Create("b"),
+                put("b", 1),
+                put("a", 1),
+                Step::FlushPartition("a"),
+            ],
+        );
+        let data = sim.contents(&wal(1)).expect("wal");
+        replace(&sim, &wal(1), &data[..keep]);
+        let (file, reason) = open_corruption(&sim);
+        assert_eq!(file, wal(1), "{reason}");
+        assert!(reason.contains("records were lost"), "{reason}");
+    }
+}
+
+#[test]
+fn an_emptied_wal_without_durable_writes_reads_as_a_prefix() {
+    // The same damage where the manifest records nothing durable in the
+    // file (no flush or partition change after the writes) is what a crash
+    // before the first sync leaves: the open succeeds without those writes.
+    let sim = SimFs::new();
+    session(&sim, &[Step::Create("a"), put("a", 1), put("a", 2)]);
+    replace(&sim, &wal(1), &[]);
+    let db = Db::open(DIR, options(&sim)).expect("open");
+    assert_eq!(db.list_partitions(), ["a"]);
+    assert_eq!(db.get("a", key(1).as_bytes()).expect("get"), None);
+    assert_eq!(
+        db.scan("a", None, None).expect("scan").count(),
+        0,
+        "nothing of the lost writes"
+    );
 }

@@ -427,3 +427,32 @@ fn duplicate_fields_that_contradict_the_state_are_corruption() {
     let (file, offset, _) = open_err(&sim);
     assert_eq!((file, offset), (path, offsets[1]));
 }
+
+#[test]
+fn wal_starts_survive_snapshots_and_go_with_their_files() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    m.log(&VersionEdit::one(Change::WalStart { wal: 3, seq: 10 }))
+        .unwrap();
+    m.log(&VersionEdit::one(Change::WalStart { wal: 5, seq: 40 }))
+        .unwrap();
+    drop(m);
+    let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    let starts: Vec<(u64, u64)> = m.state().wal_starts.into_iter().collect();
+    assert_eq!(starts, [(3, 10), (5, 40)], "kept by the snapshot");
+    // Files below the log number are gone: so are their starts, and a start
+    // below it is refused (nothing written).
+    m.log(&VersionEdit::one(Change::LogNumber(4))).unwrap();
+    assert!(m
+        .log(&VersionEdit::one(Change::WalStart { wal: 2, seq: 1 }))
+        .is_err());
+    let starts: Vec<(u64, u64)> = m.state().wal_starts.into_iter().collect();
+    assert_eq!(starts, [(5, 40)]);
+    // A refused edit that pruned leaves the starts as they were.
+    let refused = VersionEdit {
+        changes: vec![Change::LogNumber(9), Change::DropPartition { id: 77 }],
+    };
+    assert!(m.log(&refused).is_err());
+    assert_eq!(m.state().wal_starts.len(), 1);
+}
