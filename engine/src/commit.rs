@@ -273,7 +273,7 @@ impl Inner {
         }
         let mut wal = lock(&self.wal);
         if wal.len() >= self.options.wal_file_size {
-            self.rotate(&mut wal)?;
+            self.rotate(&mut wal, first_seq)?;
         }
         let payloads = group
             .iter()
@@ -289,7 +289,8 @@ impl Inner {
 
     /// Starts a new WAL file; the old one is synced by the committer before
     /// any later sync write is acknowledged.
-    fn rotate(&self, wal: &mut WalWriter) -> Result<()> {
+    /// `first_seq` is the sequence number of the first batch it will hold.
+    fn rotate(&self, wal: &mut WalWriter, first_seq: SeqNo) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
         let mut fresh = WalWriter::create(&self.fs, &self.dir, number)?;
         // The new file starts by naming the old one's length, so recovery can
@@ -298,6 +299,7 @@ impl Inner {
         fresh.append([header.as_slice()])?;
         let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
         self.wals.rotated(wal.number(), wal.len(), number);
+        self.wals.started(number, first_seq);
         let mut st = lock(&self.commit);
         st.next_wal_number = number + 1;
         let old = std::mem::replace(&mut st.current_sync, handle);

@@ -311,6 +311,9 @@ impl Db {
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
         let wals = WalSpace::new(recovered.wal_files.clone(), recovered.next_wal_number);
+        for (&number, &seq) in &recovered.wal_starts {
+            wals.started(number, seq);
+        }
         let table_max_seq = state
             .partitions
             .values()
@@ -328,6 +331,7 @@ impl Db {
         // Where the new WAL's sequence numbers start: once writes up to
         // some number in it are recorded durable, recovery knows it must
         // find them there (even if the whole file is lost).
+        wals.started(recovered.next_wal_number, last_seq + 1);
         manifest.log(&VersionEdit::one(Change::WalStart {
             wal: recovered.next_wal_number,
             seq: last_seq + 1,

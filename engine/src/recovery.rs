@@ -40,6 +40,10 @@ pub struct Recovered {
     pub records: u64,
     /// The WAL files kept: number → size.
     pub wal_files: std::collections::BTreeMap<u64, u64>,
+    /// Kept WAL files → the sequence number of their first write batch,
+    /// where known (a batch read, or the number after the previous file's
+    /// last one).
+    pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
 /// One operation found in the WAL; key and value are ranges of the arena
@@ -128,6 +132,7 @@ pub fn replay(
     // the last one replayed, or where a file started by an open begins.
     let mut known: Option<SeqNo> = None;
     let mut records = 0u64;
+    let mut wal_starts = std::collections::BTreeMap::new();
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
         let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
@@ -138,6 +143,10 @@ pub fn replay(
                 known = Some(start.saturating_sub(1));
             }
         }
+        // Where this file's batches start: right after what precedes them
+        // (the first batch read confirms it, or is a gap).
+        let start = known.map(|k| k + 1);
+        let mut first_batch: Option<SeqNo> = None;
         let mut previous_len: Option<(u64, u64)> = None;
         // A write to a partition the manifest never created: (id, offset).
         let mut unknown_partition: Option<(u64, u64)> = None;
@@ -170,11 +179,26 @@ pub fn replay(
                 }
                 last_seq = op.seq;
                 known = Some(op.seq);
+                first_batch.get_or_insert(op.seq);
                 Ok(())
             })?;
             records += 1;
             Ok(())
         });
+        // The previous file lost bytes that existed when this one started:
+        // its unsynced tail is gone, so nothing from this file on is replayed
+        // (and nothing in it, such as a jump over the lost numbers, is held
+        // against the log).
+        let previous_short = match (previous_len, files.last()) {
+            (Some((prev_number, prev_len)), Some((_, prev_data))) => {
+                i > 0 && numbers[i - 1] == prev_number && (prev_data.len() as u64) < prev_len
+            }
+            _ => false,
+        };
+        if previous_short {
+            unknown_partition = None;
+            gap = None;
+        }
         if let Some((id, offset)) = unknown_partition {
             return Err(corruption(
                 &manifest.path,
@@ -208,7 +232,15 @@ pub fn replay(
                 ),
             ));
         }
-        let end = end.map_err(|c| corruption(&path, c.offset, c.reason))?;
+        // (A file dropped below is never replayed: what it holds is not
+        // judged.)
+        let end = match end {
+            Err(_) if previous_short => LogEnd::Clean,
+            end => end.map_err(|c| corruption(&path, c.offset, c.reason))?,
+        };
+        if let Some(seq) = first_batch.or(start) {
+            wal_starts.insert(*number, seq);
+        }
         // The log ends (or, below, the files after it are dropped) right
         // after `last_seq`: if the manifest knows a later sequence number as
         // durable, synced records were lost.
@@ -422,5 +454,6 @@ pub fn replay(
         next_wal_number,
         records,
         wal_files: kept,
+        wal_starts,
     })
 }
