@@ -136,6 +136,19 @@ impl Inner {
     /// make durable: every such write is already synced and no rotated WAL
     /// awaits its sync. Engine threads and blocking DDL only, never async
     /// callers.
+    /// [`sync_acknowledged`](Self::sync_acknowledged) before a partition
+    /// create or drop; returns a sequence number that is now durable, for
+    /// the manifest edit to record (`LastSequence`): recovery then knows
+    /// that the WAL must hold every write up to it, and treats a WAL that
+    /// ends earlier as corruption instead of a torn write — a state with
+    /// the catalogue change but without writes acknowledged before it is
+    /// not a prefix of history.
+    pub(crate) fn durable_before_ddl(&self) -> Result<SeqNo> {
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        self.sync_acknowledged(visible)?;
+        Ok(visible)
+    }
+
     pub(crate) fn sync_acknowledged(&self, through: SeqNo) -> Result<()> {
         // Visible first: a write published after this load was not
         // acknowledged before the caller's change began.
@@ -266,7 +279,7 @@ impl Inner {
         }
         let mut wal = lock(&self.wal);
         if wal.len() >= self.options.wal_file_size {
-            self.rotate(&mut wal)?;
+            self.rotate(&mut wal, first_seq)?;
         }
         let payloads = group
             .iter()
@@ -282,7 +295,8 @@ impl Inner {
 
     /// Starts a new WAL file; the old one is synced by the committer before
     /// any later sync write is acknowledged.
-    fn rotate(&self, wal: &mut WalWriter) -> Result<()> {
+    /// `first_seq` is the sequence number of the first batch it will hold.
+    fn rotate(&self, wal: &mut WalWriter, first_seq: SeqNo) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
         let mut fresh = WalWriter::create(&self.fs, &self.dir, number)?;
         // The new file starts by naming the old one's length, so recovery can
@@ -291,6 +305,7 @@ impl Inner {
         fresh.append([header.as_slice()])?;
         let handle: SyncHandle = Arc::new(Mutex::new(fresh.sync_handle(&self.fs)?));
         self.wals.rotated(wal.number(), wal.len(), number);
+        self.wals.started(number, first_seq);
         let mut st = lock(&self.commit);
         st.next_wal_number = number + 1;
         let old = std::mem::replace(&mut st.current_sync, handle);

@@ -319,11 +319,24 @@ impl Db {
             partitions.insert(record.name.clone(), p);
         }
         remove_orphans(&fs, &dir, &state)?;
-        let recovered = recovery::replay(&fs, &dir, &partitions, state.log_number)?;
+        let facts = recovery::ManifestFacts {
+            path: manifest.replayed_path().map_or_else(
+                || dir.join(crate::manifest::CURRENT_FILE),
+                Path::to_path_buf,
+            ),
+            log_number: state.log_number,
+            next_partition_id: state.next_partition_id,
+            last_sequence: state.last_sequence,
+            wal_starts: state.wal_starts.clone(),
+        };
+        let recovered = recovery::replay(&fs, &dir, &partitions, &facts)?;
         let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
         let wals = WalSpace::new(recovered.wal_files.clone(), recovered.next_wal_number);
+        for (&number, &seq) in &recovered.wal_starts {
+            wals.started(number, seq);
+        }
         let table_max_seq = state
             .partitions
             .values()
@@ -334,6 +347,14 @@ impl Db {
             .last_seq
             .max(state.last_sequence)
             .max(table_max_seq);
+        // Where the new WAL's sequence numbers start: once writes up to
+        // some number in it are recorded durable, recovery knows it must
+        // find them there (even if the whole file is lost).
+        wals.started(recovered.next_wal_number, last_seq + 1);
+        manifest.log(&VersionEdit::one(Change::WalStart {
+            wal: recovered.next_wal_number,
+            seq: last_seq + 1,
+        }))?;
         let inner = Arc::new(Inner {
             fs,
             dir,
@@ -457,7 +478,7 @@ impl Db {
         if self.partition_exists(name) {
             return Ok(());
         }
-        self.inner.sync_acknowledged(0)?;
+        let durable = self.inner.durable_before_ddl()?;
         let (id, position) = {
             let _ddl = lock(&self.inner.ddl);
             if read(&self.inner.partitions).contains_key(name) {
@@ -472,11 +493,14 @@ impl Db {
                 // fsync: wait for the same edit.
                 Some(id) => (id, self.inner.manifest.appended()),
                 None => {
-                    let (position, edit) = self.inner.manifest.append_with(|s| {
-                        VersionEdit::one(Change::CreatePartition {
-                            id: s.next_partition_id,
-                            name: name.to_string(),
-                        })
+                    let (position, edit) = self.inner.manifest.append_with(|s| VersionEdit {
+                        changes: vec![
+                            Change::CreatePartition {
+                                id: s.next_partition_id,
+                                name: name.to_string(),
+                            },
+                            Change::LastSequence(durable),
+                        ],
                     })?;
                     let id = match edit.changes.first() {
                         Some(Change::CreatePartition { id, .. }) => *id,
@@ -526,15 +550,15 @@ impl Db {
         if !self.partition_exists(name) {
             return Err(Error::PartitionNotFound(name.to_string()));
         }
-        self.inner.sync_acknowledged(0)?;
+        let durable = self.inner.durable_before_ddl()?;
         let _ddl = lock(&self.inner.ddl);
         let id = read(&self.inner.partitions)
             .get(name)
             .map(|p| p.id())
             .ok_or_else(|| Error::PartitionNotFound(name.to_string()))?;
-        self.inner
-            .manifest
-            .log(&VersionEdit::one(Change::DropPartition { id }))?;
+        self.inner.manifest.log(&VersionEdit {
+            changes: vec![Change::DropPartition { id }, Change::LastSequence(durable)],
+        })?;
         // No background work holds on to it (and to its directory).
         lock(&self.inner.compaction).pending.remove(&id);
         if let Some(p) = write(&self.inner.partitions).remove(name) {

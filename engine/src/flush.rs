@@ -412,10 +412,18 @@ impl Inner {
         if obsolete.is_empty() {
             return Ok(());
         }
-        let logged = self.manifest.with_state(|s| s.log_number);
+        let (logged, start_known) = self
+            .manifest
+            .with_state(|s| (s.log_number, s.wal_starts.contains_key(&needed)));
         if needed > logged {
-            self.manifest
-                .log(&VersionEdit::one(Change::LogNumber(needed)))?;
+            let mut changes = vec![Change::LogNumber(needed)];
+            // The oldest file needed from now on: where it starts (files an
+            // open started have it recorded already), so that recovery can
+            // tell if it lost durable writes even with no earlier file left.
+            if let Some(seq) = self.wals.start_of(needed).filter(|_| !start_known) {
+                changes.push(Change::WalStart { wal: needed, seq });
+            }
+            self.manifest.log(&VersionEdit { changes })?;
         }
         for n in obsolete {
             self.fs.remove_file(&self.dir.join(wal_file_name(n)))?;

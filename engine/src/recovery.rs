@@ -40,6 +40,10 @@ pub struct Recovered {
     pub records: u64,
     /// The WAL files kept: number → size.
     pub wal_files: std::collections::BTreeMap<u64, u64>,
+    /// Kept WAL files → the sequence number of their first write batch,
+    /// where known (a batch read, or the number after the previous file's
+    /// last one).
+    pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
 /// One operation found in the WAL; key and value are ranges of the arena
@@ -55,7 +59,52 @@ struct Replayed {
     value: Option<std::ops::Range<usize>>,
 }
 
+/// What the manifest says that the WAL must agree with.
+#[derive(Debug, Clone)]
+pub struct ManifestFacts {
+    /// The manifest file these facts come from (named in errors).
+    pub path: PathBuf,
+    /// WAL files numbered below this hold nothing unflushed.
+    pub log_number: u64,
+    /// Partition ids below this were handed out; the WAL never writes to a
+    /// higher one.
+    pub next_partition_id: u64,
+    /// Sequence numbers up to this were durable in the WAL when the
+    /// manifest recorded them (a flush syncs the WAL before logging its
+    /// table), so a torn tail never loses them.
+    pub last_sequence: SeqNo,
+    /// WAL files started by an open → the sequence number of their first
+    /// write batch.
+    pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
+}
+
+/// Whether the WAL file at `path` starts with a write batch rather than a
+/// previous-WAL record: it was created by an open (a rotation starts a file
+/// with a previous-WAL record), and that open synced every earlier WAL file
+/// it kept — after truncating any torn tail — so none of them can end torn.
+fn started_by_an_open(fs: &Arc<dyn Fs>, path: &Path) -> Result<bool> {
+    let data = crate::fs::read_file(fs.as_ref(), path)?;
+    let mut first_is_batch = false;
+    // Only the first record matters: stop there (the "error" is ours).
+    let _ = read_log(&data, |_, payload| {
+        first_is_batch = payload.first() == Some(&crate::batch::TAG_WRITE_BATCH);
+        Err(String::new())
+    });
+    Ok(first_is_batch)
+}
+
 /// Replays every WAL file in `dir` into the partitions' memtables.
+///
+/// Besides each file's own framing and sequence order, two checks tie the
+/// WAL to the manifest, so that a damaged file never yields a state that is
+/// not a prefix of history: a write to a partition the manifest never
+/// created means the manifest lost an acknowledged edit (corruption of the
+/// manifest); and a torn tail right after sequence `s` with
+/// `s < last_sequence` lost records that were durable (sequence numbers are
+/// consecutive, so the first record lost is `s + 1`): corruption of that
+/// WAL file, not a torn write. A jump in sequence numbers is corruption
+/// too, and where a file started by an open begins (`WalStart`) gives `s`
+/// when no earlier record is left.
 ///
 /// # Errors
 /// I/O errors; `Corruption` with the file and offset.
@@ -63,8 +112,9 @@ pub fn replay(
     fs: &Arc<dyn Fs>,
     dir: &Path,
     partitions: &HashMap<String, Arc<PartitionState>>,
-    log_number: u64,
+    manifest: &ManifestFacts,
 ) -> Result<Recovered> {
+    let log_number = manifest.log_number;
     let mut numbers: Vec<u64> = fs
         .read_dir(dir)?
         .iter()
@@ -78,11 +128,30 @@ pub fn replay(
     // files after it.
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut last_seq: SeqNo = 0;
+    // The sequence number known to come right before the next write batch:
+    // the last one replayed, or where a file started by an open begins.
+    let mut known: Option<SeqNo> = None;
     let mut records = 0u64;
+    let mut wal_starts = std::collections::BTreeMap::new();
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
         let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
+        let seq_before = last_seq;
+        let known_before = known;
+        if known.is_none() {
+            if let Some(&start) = manifest.wal_starts.get(number) {
+                known = Some(start.saturating_sub(1));
+            }
+        }
+        // Where this file's batches start: right after what precedes them
+        // (the first batch read confirms it, or is a gap).
+        let start = known.map(|k| k + 1);
+        let mut first_batch: Option<SeqNo> = None;
         let mut previous_len: Option<(u64, u64)> = None;
+        // A write to a partition the manifest never created: (id, offset).
+        let mut unknown_partition: Option<(u64, u64)> = None;
+        // Durable sequence numbers missing: (last before, next found, offset).
+        let mut gap: Option<(u64, u64, u64)> = None;
         let end = read_log(&data, |offset, payload| {
             if let Some(prev) = crate::batch::decode_previous_wal(payload)? {
                 if offset != 0 {
@@ -95,13 +164,101 @@ pub fn replay(
                 if last_seq != 0 && op.seq <= last_seq {
                     return Err(format!("sequence number {} after {last_seq}", op.seq));
                 }
+                // Sequence numbers are consecutive across the kept WAL files:
+                // within a session; across a rotation; and across an open,
+                // which continues from the last one recovered (a torn tail
+                // it cut is gone from the file). A jump is records cut out,
+                // e.g. a file truncated at a record boundary.
+                if let Some(prev) = known.filter(|&k| op.seq > k + 1) {
+                    gap = Some((prev, op.seq, offset));
+                    return Err("gap in sequence numbers".into());
+                }
+                if op.partition >= manifest.next_partition_id {
+                    unknown_partition = Some((op.partition, offset));
+                    return Err("write to an unknown partition".into());
+                }
                 last_seq = op.seq;
+                known = Some(op.seq);
+                first_batch.get_or_insert(op.seq);
                 Ok(())
             })?;
             records += 1;
             Ok(())
-        })
-        .map_err(|c| corruption(&path, c.offset, c.reason))?;
+        });
+        // The previous file lost bytes that existed when this one started:
+        // its unsynced tail is gone, so nothing from this file on is replayed
+        // (and nothing in it, such as a jump over the lost numbers, is held
+        // against the log).
+        let previous_short = match (previous_len, files.last()) {
+            (Some((prev_number, prev_len)), Some((_, prev_data))) => {
+                i > 0 && numbers[i - 1] == prev_number && (prev_data.len() as u64) < prev_len
+            }
+            _ => false,
+        };
+        if previous_short {
+            unknown_partition = None;
+            gap = None;
+        }
+        if let Some((id, offset)) = unknown_partition {
+            return Err(corruption(
+                &manifest.path,
+                0,
+                format!(
+                    "{} at offset {offset} writes to partition {id}, which the manifest \
+                     never created (partition ids below {} only): the manifest lost an edit",
+                    path.display(),
+                    manifest.next_partition_id
+                ),
+            ));
+        }
+        if let Some((before, next, offset)) = gap {
+            // The records lost end the previous file when this file starts
+            // with the jump.
+            let (damaged, at) = match files.last() {
+                Some((prev, prev_data)) if known_before == Some(before) => {
+                    (prev.clone(), prev_data.len() as u64)
+                }
+                _ => (path.clone(), offset),
+            };
+            return Err(corruption(
+                &damaged,
+                at,
+                format!(
+                    "sequence numbers {} to {} are missing before {} at offset {offset}: \
+                     records were lost",
+                    before + 1,
+                    next - 1,
+                    path.display()
+                ),
+            ));
+        }
+        // (A file dropped below is never replayed: what it holds is not
+        // judged.)
+        let end = match end {
+            Err(_) if previous_short => LogEnd::Clean,
+            end => end.map_err(|c| corruption(&path, c.offset, c.reason))?,
+        };
+        if let Some(seq) = first_batch.or(start) {
+            wal_starts.insert(*number, seq);
+        }
+        // The log ends (or, below, the files after it are dropped) right
+        // after `last_seq`: if the manifest knows a later sequence number as
+        // durable, synced records were lost.
+        let lost_durable = |offset: u64| -> Result<()> {
+            if let Some(k) = known.filter(|&k| k < manifest.last_sequence) {
+                return Err(corruption(
+                    &path,
+                    offset,
+                    format!(
+                        "the log ends after sequence {k}, but sequence numbers up to \
+                         {} were durable (recorded in {}): records were lost",
+                        manifest.last_sequence,
+                        manifest.path.display()
+                    ),
+                ));
+            }
+            Ok(())
+        };
         // The previous file lost bytes that existed when this one started:
         // its unsynced tail is gone, so nothing from here on may be replayed.
         if let (Some((prev_number, prev_len)), Some((prev_path, prev_data))) =
@@ -109,7 +266,22 @@ pub fn replay(
         {
             let prev_is_that_file = i > 0 && numbers[i - 1] == prev_number;
             if prev_is_that_file && (prev_data.len() as u64) < prev_len {
-                let _ = prev_path;
+                // Nothing of this file is replayed: its sequence numbers are
+                // not used (the next open continues after the previous file).
+                last_seq = seq_before;
+                known = known_before;
+                if let Some(k) = known.filter(|&k| k < manifest.last_sequence) {
+                    return Err(corruption(
+                        prev_path,
+                        prev_data.len() as u64,
+                        format!(
+                            "{prev_len} bytes when {} started, but it ends after sequence \
+                             {k} and sequence numbers up to {} were durable",
+                            path.display(),
+                            manifest.last_sequence
+                        ),
+                    ));
+                }
                 for n in &numbers[i..] {
                     fs.remove_file(&dir.join(wal_file_name(*n)))?;
                 }
@@ -118,6 +290,21 @@ pub fn replay(
             }
         }
         if let LogEnd::TornTail { offset } = end {
+            lost_durable(offset)?;
+            if let Some(next) = numbers.get(i + 1) {
+                let next_path = dir.join(wal_file_name(*next));
+                if started_by_an_open(fs, &next_path)? {
+                    return Err(corruption(
+                        &path,
+                        offset,
+                        format!(
+                            "the log is torn, but {} was started by a later open, which \
+                             had synced this file whole: records were lost",
+                            next_path.display()
+                        ),
+                    ));
+                }
+            }
             fs.truncate(&path, offset)?;
             data.truncate(usize::try_from(offset).unwrap_or(data.len()));
             files.push((path, data));
@@ -131,6 +318,24 @@ pub fn replay(
             break;
         }
         files.push((path, data));
+    }
+
+    // However the log ends, it holds every durable sequence number (the
+    // checks above cover a torn tail; this one a log cut at a record
+    // boundary, which reads as a clean end).
+    if let (Some((path, data)), Some(k)) =
+        (files.last(), known.filter(|&k| k < manifest.last_sequence))
+    {
+        return Err(corruption(
+            path,
+            data.len() as u64,
+            format!(
+                "the log ends after sequence {k}, but sequence numbers up to {} \
+                 were durable (recorded in {}): records were lost",
+                manifest.last_sequence,
+                manifest.path.display()
+            ),
+        ));
     }
 
     // Make what is kept durable before this session acknowledges anything.
@@ -249,5 +454,6 @@ pub fn replay(
         next_wal_number,
         records,
         wal_files: kept,
+        wal_starts,
     })
 }

@@ -129,6 +129,10 @@ pub struct WalSpace {
     /// Highest file number whose partitions were already made to flush
     /// because of the size limit (not asked again).
     forced: AtomicU64,
+    /// Live file number → sequence number of its first write batch, where
+    /// known (recorded in the manifest as `WalStart` when the file becomes
+    /// the oldest one needed).
+    starts: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl WalSpace {
@@ -142,7 +146,19 @@ impl WalSpace {
             closed_bytes: AtomicU64::new(closed_bytes),
             oldest: AtomicU64::new(oldest),
             forced: AtomicU64::new(0),
+            starts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// File `number`'s first write batch has (or will have) sequence number
+    /// `seq`.
+    pub fn started(&self, number: u64, seq: u64) {
+        lock(&self.starts).insert(number, seq);
+    }
+
+    /// The sequence number file `number` starts at, if known.
+    pub fn start_of(&self, number: u64) -> Option<u64> {
+        lock(&self.starts).get(&number).copied()
     }
 
     /// The WAL moved from file `old` (final size `old_len`) to `new`.
@@ -167,6 +183,8 @@ impl WalSpace {
         if let Some(first) = files.keys().next() {
             self.oldest.store(*first, Ordering::Release);
         }
+        drop(files);
+        lock(&self.starts).remove(&number);
     }
 
     /// Number of live files.

@@ -96,6 +96,15 @@ pub enum Change {
         /// Flushed up to here.
         seq: u64,
     },
+    /// WAL file `wal`, started by an open, holds the sequence numbers from
+    /// `seq` on: its first write batch, if any, starts there. With
+    /// `LastSequence`, recovery knows which records that file must hold.
+    WalStart {
+        /// The WAL file's number.
+        wal: u64,
+        /// Sequence number of its first write batch.
+        seq: u64,
+    },
 }
 
 const TAG_CREATE: u8 = 1;
@@ -107,6 +116,7 @@ const TAG_NEXT_FILE: u8 = 6;
 const TAG_NEXT_PARTITION: u8 = 7;
 const TAG_LAST_SEQ: u8 = 8;
 const TAG_FLUSHED: u8 = 9;
+const TAG_WAL_START: u8 = 10;
 
 /// An atomic group of changes: one manifest record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,6 +195,11 @@ impl VersionEdit {
                     out.extend_from_slice(&partition.to_le_bytes());
                     out.extend_from_slice(&seq.to_le_bytes());
                 }
+                Change::WalStart { wal, seq } => {
+                    out.push(TAG_WAL_START);
+                    out.extend_from_slice(&wal.to_le_bytes());
+                    out.extend_from_slice(&seq.to_le_bytes());
+                }
             }
         }
     }
@@ -259,6 +274,10 @@ impl VersionEdit {
                     partition: r.u64_le("partition id")?,
                     seq: r.u64_le("flushed sequence")?,
                 },
+                TAG_WAL_START => Change::WalStart {
+                    wal: r.u64_le("WAL number")?,
+                    seq: r.u64_le("WAL start sequence")?,
+                },
                 other => return Err(format!("unknown version edit tag {other}")),
             };
             changes.push(change);
@@ -311,6 +330,7 @@ mod tests {
                     partition: 7,
                     seq: 90,
                 },
+                Change::WalStart { wal: 12, seq: 91 },
             ],
         }
     }

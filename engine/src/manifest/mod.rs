@@ -88,6 +88,8 @@ pub struct Manifest {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     rollover_size: u64,
+    /// The manifest file `open` replayed (`None` for a new database).
+    replayed: Option<PathBuf>,
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
     /// Signalled when a sync ends (the handle is back).
@@ -151,6 +153,16 @@ impl Manifest {
                 .ok_or_else(|| corruption(&current_path, 0, "CURRENT does not name a manifest"))?;
             let number = parse_manifest_file_name(name).unwrap_or_default();
             let path = dir.join(name);
+            // CURRENT is replaced atomically and always names a complete
+            // manifest: a missing one means CURRENT (or the directory) is
+            // damaged, not that the database is new.
+            if !fs.exists(&path)? {
+                return Err(corruption(
+                    &current_path,
+                    0,
+                    format!("CURRENT names {name}, which does not exist"),
+                ));
+            }
             let data = crate::fs::read_file(fs.as_ref(), &path)?;
             read_log(&data, |_, payload| {
                 let edit = VersionEdit::decode(payload)?;
@@ -159,6 +171,7 @@ impl Manifest {
             .map_err(|c| corruption(&path, c.offset, c.reason))?;
             old_number = Some(number);
         }
+        let replayed = old_number.map(|n| dir.join(manifest_file_name(n)));
         let number = old_number.map_or(1, |n| n + 1);
         let (file, len) = write_snapshot(fs, dir, number, &state)?;
         set_current(fs, dir, number)?;
@@ -174,6 +187,7 @@ impl Manifest {
             fs: fs.clone(),
             dir: dir.to_path_buf(),
             rollover_size,
+            replayed,
             writer: Mutex::new(Writer {
                 number,
                 file,
@@ -205,6 +219,14 @@ impl Manifest {
     /// The live manifest file's number.
     pub fn number(&self) -> u64 {
         lock(&self.writer).number
+    }
+
+    /// The manifest file [`open`](Self::open) replayed (`None` if it
+    /// created the database): the file to name when what it held turns out
+    /// inconsistent with the WAL. (Open has already replaced it by a fresh
+    /// snapshot.)
+    pub fn replayed_path(&self) -> Option<&Path> {
+        self.replayed.as_deref()
     }
 
     /// The live manifest file's path (to name it in errors).

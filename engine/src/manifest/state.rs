@@ -55,6 +55,9 @@ pub struct ManifestState {
     pub next_partition_id: u64,
     /// Highest sequence number recorded.
     pub last_sequence: u64,
+    /// WAL files started by an open (at or above `log_number`) → the
+    /// sequence number of their first write batch.
+    pub wal_starts: BTreeMap<u64, u64>,
 }
 
 impl Default for ManifestState {
@@ -66,6 +69,7 @@ impl Default for ManifestState {
             next_file_number: 1,
             next_partition_id: 1,
             last_sequence: 0,
+            wal_starts: BTreeMap::new(),
         }
     }
 }
@@ -81,7 +85,8 @@ fn touched_partition(change: &Change) -> Option<u64> {
         Change::LogNumber(_)
         | Change::NextFileNumber(_)
         | Change::NextPartitionId(_)
-        | Change::LastSequence(_) => None,
+        | Change::LastSequence(_)
+        | Change::WalStart { .. } => None,
     }
 }
 
@@ -103,6 +108,13 @@ impl ManifestState {
             self.next_partition_id,
             self.last_sequence,
         );
+        // A few entries at most (files started by opens since the oldest
+        // one still needed).
+        let wal_starts = edit
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::LogNumber(_) | Change::WalStart { .. }))
+            .then(|| self.wal_starts.clone());
         // Each touched partition as it was before the edit (`None`: absent).
         let mut before: HashMap<u64, Option<PartitionRecord>> = HashMap::new();
         for change in &edit.changes {
@@ -119,6 +131,9 @@ impl ManifestState {
                     self.next_partition_id,
                     self.last_sequence,
                 ) = counters;
+                if let Some(starts) = wal_starts {
+                    self.wal_starts = starts;
+                }
                 return Err(why);
             }
         }
@@ -224,6 +239,16 @@ impl ManifestState {
                     ));
                 }
                 self.log_number = *n;
+                self.wal_starts = self.wal_starts.split_off(n);
+            }
+            Change::WalStart { wal, seq } => {
+                if *wal < self.log_number {
+                    return Err(format!(
+                        "start of WAL {wal}, below the log number {}",
+                        self.log_number
+                    ));
+                }
+                self.wal_starts.insert(*wal, *seq);
             }
             Change::NextFileNumber(n) => self.next_file_number = self.next_file_number.max(*n),
             Change::NextPartitionId(n) => self.next_partition_id = self.next_partition_id.max(*n),
@@ -250,6 +275,11 @@ impl ManifestState {
             Change::LogNumber(self.log_number),
             Change::LastSequence(self.last_sequence),
         ];
+        changes.extend(
+            self.wal_starts
+                .iter()
+                .map(|(&wal, &seq)| Change::WalStart { wal, seq }),
+        );
         for (id, p) in &self.partitions {
             // Ids must be created in increasing order: the snapshot lists them
             // so, and restores `next_partition_id` at the end.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use super::*;
 use crate::fs::sim::{CrashMode, Fault, FaultError};
 use crate::fs::SimFs;
+use crate::wal::format::HEADER_LEN;
 
 const DIR: &str = "/db";
 
@@ -275,4 +276,183 @@ fn concurrent_edits_with_rollovers() {
     sim.crash(1);
     let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 200).unwrap();
     assert_eq!(m.state(), want, "every committed edit survives a crash");
+}
+
+// Named shapes of damage to the manifest and CURRENT (one each), with the
+// exact outcome.
+
+/// A database directory whose manifest 1 holds `edits` as records, each
+/// given as raw payload bytes, and whose CURRENT names it. Returns the
+/// manifest's path and each record's offset.
+fn hand_written(sim: &SimFs, payloads: &[Vec<u8>]) -> (std::path::PathBuf, Vec<u64>) {
+    let fs = fs_of(sim);
+    let path = Path::new(DIR).join(manifest_file_name(1));
+    let (mut off, mut bytes, mut offsets) = (0, Vec::new(), Vec::new());
+    for p in payloads {
+        offsets.push(bytes.len() as u64);
+        encode_record(&mut off, p, &mut bytes);
+    }
+    write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
+    set_current(&fs, Path::new(DIR), 1).unwrap();
+    (path, offsets)
+}
+
+fn payload(edit: &VersionEdit) -> Vec<u8> {
+    let mut out = Vec::new();
+    edit.encode(&mut out);
+    out
+}
+
+fn open_err(sim: &SimFs) -> (std::path::PathBuf, u64, String) {
+    match Manifest::open(&fs_of(sim), Path::new(DIR), 1 << 20) {
+        Err(Error::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn current_naming_a_missing_manifest_is_corruption_of_current() {
+    // Regression: this was an I/O "not found" error naming the manifest,
+    // not corruption, and did not say CURRENT was what pointed there.
+    let sim = sim();
+    let fs = fs_of(&sim);
+    drop(Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap());
+    let current = Path::new(DIR).join(CURRENT_FILE);
+    write_file_atomic(fs.as_ref(), &current, b"MANIFEST-000042\n").unwrap();
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (current, 0));
+    assert_eq!(
+        reason,
+        "CURRENT names MANIFEST-000042, which does not exist"
+    );
+}
+
+#[test]
+fn current_with_garbage_is_corruption_of_current() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    drop(Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap());
+    let current = Path::new(DIR).join(CURRENT_FILE);
+    for garbage in [
+        &b"garbage"[..],
+        b"",
+        b"MANIFEST-000002",      // no newline
+        b"MANIFEST-00000x\n",    // not a number
+        b"MANIFEST-000002\n\n",  // extra line
+        b"\xff\xfeMANIFEST-1\n", // not UTF-8
+    ] {
+        write_file_atomic(fs.as_ref(), &current, garbage).unwrap();
+        let (file, offset, reason) = open_err(&sim);
+        assert_eq!((&file, offset), (&current, 0), "{garbage:?}");
+        assert_eq!(reason, "CURRENT does not name a manifest", "{garbage:?}");
+    }
+}
+
+#[test]
+fn truncated_last_edit_is_dropped_as_never_acknowledged() {
+    let sim = sim();
+    let records = [create(1), create(2), create(3)].map(|e| payload(&e));
+    let (_, offsets) = hand_written(&sim, &records);
+    let path = Path::new(DIR).join(manifest_file_name(1));
+    let full = sim.contents(&path).unwrap();
+    for cut in offsets[2] as usize..full.len() {
+        hand_written(&sim, &records);
+        let fs = fs_of(&sim);
+        write_file_atomic(fs.as_ref(), &path, &full[..cut]).unwrap();
+        let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+        let ids: Vec<u64> = m.state().partitions.keys().copied().collect();
+        assert_eq!(ids, [1, 2], "cut at {cut}");
+    }
+}
+
+#[test]
+fn corrupt_edit_payload_followed_by_edits_is_corruption_at_that_edit() {
+    let sim = sim();
+    let records = [create(1), create(2), create(3)].map(|e| payload(&e));
+    let (path, offsets) = hand_written(&sim, &records);
+    let mut data = sim.contents(&path).unwrap();
+    data[offsets[1] as usize + HEADER_LEN + 3] ^= 0x10; // inside edit 2's id
+    write_file_atomic(fs_of(&sim).as_ref(), &path, &data).unwrap();
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+    assert!(reason.starts_with("checksum mismatch"), "{reason}");
+}
+
+#[test]
+fn unknown_edit_tag_is_corruption() {
+    let sim = sim();
+    let (path, offsets) = hand_written(&sim, &[payload(&create(1)), vec![1, 99]]);
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+    assert_eq!(reason, "unknown version edit tag 99");
+}
+
+#[test]
+fn oversized_field_lengths_are_corruption() {
+    let sim = sim();
+    // CreatePartition with a name length of 2^62 (no allocation of that).
+    let mut huge = vec![1, 1];
+    huge.extend_from_slice(&7u64.to_le_bytes());
+    crate::coding::put_varint(&mut huge, 1 << 62);
+    huge.extend_from_slice(b"p7");
+    let (path, offsets) = hand_written(&sim, &[payload(&create(1)), huge, payload(&create(2))]);
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+    assert!(reason.contains("partition name"), "{reason}");
+    // A change count far beyond the bytes present.
+    let sim2 = self::sim();
+    let mut count = Vec::new();
+    crate::coding::put_varint(&mut count, u64::MAX);
+    let (path, offsets) = hand_written(&sim2, &[payload(&create(1)), count]);
+    let (file, offset, reason) = open_err(&sim2);
+    assert_eq!((file, offset), (path, offsets[1]));
+    assert!(reason.contains("change tag"), "{reason}");
+}
+
+#[test]
+fn duplicate_fields_that_contradict_the_state_are_corruption() {
+    let sim = sim();
+    // The same partition id created twice.
+    let (path, offsets) = hand_written(&sim, &[payload(&create(1)), payload(&create(1))]);
+    let (file, offset, _) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+    // A drop of a partition that was never created.
+    let sim = self::sim();
+    let drop9 = VersionEdit::one(Change::DropPartition { id: 9 });
+    let (path, offsets) = hand_written(&sim, &[payload(&create(1)), payload(&drop9)]);
+    let (file, offset, _) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+}
+
+#[test]
+fn wal_starts_survive_snapshots_and_go_with_their_files() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    m.log(&VersionEdit::one(Change::WalStart { wal: 3, seq: 10 }))
+        .unwrap();
+    m.log(&VersionEdit::one(Change::WalStart { wal: 5, seq: 40 }))
+        .unwrap();
+    drop(m);
+    let m = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    let starts: Vec<(u64, u64)> = m.state().wal_starts.into_iter().collect();
+    assert_eq!(starts, [(3, 10), (5, 40)], "kept by the snapshot");
+    // Files below the log number are gone: so are their starts, and a start
+    // below it is refused (nothing written).
+    m.log(&VersionEdit::one(Change::LogNumber(4))).unwrap();
+    assert!(m
+        .log(&VersionEdit::one(Change::WalStart { wal: 2, seq: 1 }))
+        .is_err());
+    let starts: Vec<(u64, u64)> = m.state().wal_starts.into_iter().collect();
+    assert_eq!(starts, [(5, 40)]);
+    // A refused edit that pruned leaves the starts as they were.
+    let refused = VersionEdit {
+        changes: vec![Change::LogNumber(9), Change::DropPartition { id: 77 }],
+    };
+    assert!(m.log(&refused).is_err());
+    assert_eq!(m.state().wal_starts.len(), 1);
 }

@@ -371,4 +371,233 @@ mod tests {
             }
         }
     }
+
+    // Named shapes of damage (one each), with the exact outcome.
+
+    /// One fragment with a correct checksum, of any type byte.
+    fn fragment(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = fragment_crc(kind, payload).to_le_bytes().to_vec();
+        out.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn truncated_header_at_the_tail_is_torn_at_its_record() {
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        let data = write(&records);
+        let second = write(&records[..1]).len();
+        for keep in 1..HEADER_LEN {
+            let (got, end) = read(&data[..second + keep]).unwrap();
+            assert_eq!(got, records[..1].to_vec(), "header cut to {keep} bytes");
+            assert_eq!(
+                end,
+                LogEnd::TornTail {
+                    offset: second as u64
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_payload_at_the_tail_is_torn_at_its_record() {
+        let records = vec![b"one".to_vec(), b"a longer second record".to_vec()];
+        let data = write(&records);
+        let second = write(&records[..1]).len();
+        let (got, end) = read(&data[..data.len() - 5]).unwrap();
+        assert_eq!(got, records[..1].to_vec());
+        assert_eq!(
+            end,
+            LogEnd::TornTail {
+                offset: second as u64
+            }
+        );
+    }
+
+    #[test]
+    fn zero_length_records_are_records() {
+        let records = vec![vec![], b"x".to_vec(), vec![]];
+        let data = write(&records);
+        assert_eq!(data.len(), 3 * HEADER_LEN + 1);
+        assert_eq!(read(&data).unwrap(), (records, LogEnd::Clean));
+    }
+
+    #[test]
+    fn oversized_length_in_the_last_record_is_torn() {
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        let mut data = write(&records);
+        let second = write(&records[..1]).len();
+        data[second + 4] = 0xff;
+        data[second + 5] = 0xff;
+        let (got, end) = read(&data).unwrap();
+        assert_eq!(got, records[..1].to_vec());
+        assert_eq!(
+            end,
+            LogEnd::TornTail {
+                offset: second as u64
+            }
+        );
+    }
+
+    #[test]
+    fn bit_flip_in_the_first_record_is_corruption_at_offset_zero() {
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        for at in 0..write(&records[..1]).len() {
+            let mut data = write(&records);
+            data[at] ^= 1 << (at % 8);
+            let err = read(&data).unwrap_err();
+            assert_eq!(err.offset, 0, "bit flip at {at}: {}", err.reason);
+            assert!(
+                err.reason.contains("followed by valid data at offset"),
+                "{}",
+                err.reason
+            );
+        }
+    }
+
+    #[test]
+    fn middle_fragment_without_a_first_is_corruption() {
+        let mut data = fragment(FragmentType::Middle as u8, b"orphan");
+        data.extend(write(&[b"next".to_vec()]));
+        let err = read(&data).unwrap_err();
+        assert_eq!(err.offset, 0);
+        assert!(
+            err.reason.starts_with("unexpected Middle fragment"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn last_fragment_without_a_first_is_corruption() {
+        let mut data = fragment(FragmentType::Last as u8, b"orphan");
+        data.extend(write(&[b"next".to_vec()]));
+        let err = read(&data).unwrap_err();
+        assert_eq!(err.offset, 0);
+        assert!(
+            err.reason.starts_with("unexpected Last fragment"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn first_fragment_inside_a_record_is_corruption_at_the_record() {
+        let mut data = write(&[b"ok".to_vec()]);
+        let start = data.len();
+        data.extend(fragment(FragmentType::First as u8, b"begun"));
+        data.extend(fragment(FragmentType::First as u8, b"begun again"));
+        data.extend(fragment(FragmentType::Last as u8, b"end"));
+        let mut got = Vec::new();
+        let err = read_log(&data, |_, r| {
+            got.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(got, vec![b"ok".to_vec()]);
+        assert_eq!(err.offset, start as u64);
+        assert!(
+            err.reason.starts_with("unexpected First fragment"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn unknown_fragment_type_with_a_valid_checksum_is_corruption() {
+        let mut data = fragment(5, b"future");
+        data.extend(write(&[b"next".to_vec()]));
+        let err = read(&data).unwrap_err();
+        assert_eq!(err.offset, 0);
+        assert!(
+            err.reason.starts_with("unknown fragment type"),
+            "{}",
+            err.reason
+        );
+        // At the tail, nothing follows: torn.
+        let data = fragment(5, b"future");
+        assert_eq!(
+            read(&data).unwrap(),
+            (vec![], LogEnd::TornTail { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn record_spanning_blocks_with_a_corrupt_middle_block_is_corruption() {
+        let records = sample();
+        let big_start = write(&records[..2]).len();
+        let mut data = write(&records);
+        // A byte of the MIDDLE fragment's payload (the whole second block).
+        data[BLOCK_SIZE + BLOCK_SIZE / 2] ^= 0x04;
+        let mut got = Vec::new();
+        let err = read_log(&data, |_, r| {
+            got.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(got, records[..2].to_vec(), "nothing of the damaged record");
+        assert_eq!(err.offset, big_start as u64);
+        assert!(
+            err.reason.starts_with("checksum mismatch at offset 32768"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn garbage_after_a_valid_tail_is_torn_at_the_garbage() {
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        let clean = write(&records);
+        let mut data = clean.clone();
+        data.extend((0..200u32).map(|i| (i * 37 % 251) as u8 | 0x80));
+        let (got, end) = read(&data).unwrap();
+        assert_eq!(got, records);
+        assert_eq!(
+            end,
+            LogEnd::TornTail {
+                offset: clean.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn all_zero_tail_is_torn_at_its_first_byte() {
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        let clean = write(&records);
+        let mut data = clean.clone();
+        data.resize(BLOCK_SIZE + 100, 0); // preallocated space across a block
+        let (got, end) = read(&data).unwrap();
+        assert_eq!(got, records);
+        assert_eq!(
+            end,
+            LogEnd::TornTail {
+                offset: clean.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn non_zero_block_trailer_followed_by_a_record_is_corruption() {
+        // A first record that leaves 3 bytes (too few for a header) at the
+        // end of block 0, then a record in block 1.
+        let first = vec![1u8; BLOCK_SIZE - HEADER_LEN - 3];
+        let records = vec![first, b"next".to_vec()];
+        let mut data = write(&records);
+        assert_eq!(&data[BLOCK_SIZE - 3..BLOCK_SIZE], &[0, 0, 0]);
+        data[BLOCK_SIZE - 2] = 7;
+        let mut got = Vec::new();
+        let err = read_log(&data, |_, r| {
+            got.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(got, records[..1].to_vec());
+        assert_eq!(err.offset, (BLOCK_SIZE - 3) as u64);
+        assert!(
+            err.reason.starts_with("non-zero block trailer"),
+            "{}",
+            err.reason
+        );
+    }
 }
