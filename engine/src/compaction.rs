@@ -369,6 +369,16 @@ impl Inner {
         self.run_plan(p, &plan)
     }
 
+    /// Whether `p` was dropped. The drop is logged before the partition is
+    /// marked dropped: the manifest knows first, and refuses a compaction's
+    /// edit in between (which is then no error: the partition is gone).
+    fn dropped(&self, p: &PartitionState) -> bool {
+        p.is_dropped()
+            || self
+                .manifest
+                .with_state(|s| !s.partitions.contains_key(&p.id()))
+    }
+
     /// Executes `plan`: writes the outputs (or moves the one input), logs
     /// the manifest edit, installs.
     fn run_plan(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
@@ -393,20 +403,20 @@ impl Inner {
         changes.extend(outputs.iter().map(|(r, _)| Change::AddTable(r.clone())));
         if let Err(e) = self.manifest.log(&VersionEdit { changes }) {
             self.remove_tables(p, outputs.iter().map(|(r, _)| r.file));
-            return if p.is_dropped() { Ok(()) } else { Err(e) };
+            return if self.dropped(p) { Ok(()) } else { Err(e) };
         }
         let written: u64 = outputs.iter().map(|(r, _)| r.size).sum();
         let files: Vec<Arc<TableFile>> = outputs
             .into_iter()
             .map(|(r, table)| {
                 self.tables.insert(r.file, Arc::new(table));
-                Arc::new(TableFile::new(
+                TableFile::new(
                     r.file,
                     p.dir().clone(),
                     r.size,
                     (r.smallest.into(), r.largest.into()),
                     self.tables.clone(),
-                ))
+                )
             })
             .collect();
         let removed: Vec<(usize, u64)> =
@@ -456,7 +466,7 @@ impl Inner {
             ],
         };
         if let Err(e) = self.manifest.log(&edit) {
-            return if p.is_dropped() { Ok(()) } else { Err(e) };
+            return if self.dropped(p) { Ok(()) } else { Err(e) };
         }
         p.install_compaction(
             &[(*level, file.number())],
