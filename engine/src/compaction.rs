@@ -425,13 +425,13 @@ impl Inner {
             .into_iter()
             .map(|(r, table)| {
                 self.tables.insert(r.file, Arc::new(table));
-                Arc::new(TableFile::new(
+                TableFile::new(
                     r.file,
                     p.dir().clone(),
                     r.size,
                     (r.smallest.into(), r.largest.into()),
                     self.tables.clone(),
-                ))
+                )
             })
             .collect();
         let removed: Vec<(usize, u64)> =

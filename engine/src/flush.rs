@@ -301,13 +301,7 @@ impl Inner {
         );
         let size = table.file_size();
         self.tables.insert(number, Arc::new(table));
-        let file = Arc::new(TableFile::new(
-            number,
-            p.dir().clone(),
-            size,
-            keys,
-            self.tables.clone(),
-        ));
+        let file = TableFile::new(number, p.dir().clone(), size, keys, self.tables.clone());
         if p.is_dropped() {
             file.mark_obsolete();
         }

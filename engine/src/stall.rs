@@ -51,6 +51,14 @@ pub(crate) struct Stalled {
 impl Inner {
     /// The stall a write to `p` is subject to.
     fn partition_stall(&self, p: &PartitionState) -> Option<Duration> {
+        // A dropped partition never flushes or compacts again: a writer
+        // that looked it up before the drop must not wait for it (the
+        // drop's wake-up may have come before the writer began to wait).
+        // It goes on to `submit`, which finds the partition gone (or a new
+        // one of the same name).
+        if p.is_dropped() {
+            return None;
+        }
         let o = &self.options;
         if p.immutable_count() >= o.max_immutable_memtables.max(1) {
             return Some(Duration::MAX);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -95,6 +95,11 @@ impl Drop for PartitionDir {
 /// [`TableCache`] (at most `max_open_files` open). When marked obsolete
 /// (compacted away, or its partition dropped), the file is deleted as the
 /// last holder lets go: an iterator that still reads it keeps it alive.
+///
+/// When the database closes, the table files that iterators still hold are
+/// pinned: opened, and read through that handle from then on, because a
+/// later open of the directory may delete them (see
+/// [`TableCache::pin_live_files`]).
 #[derive(Debug)]
 pub struct TableFile {
     number: u64,
@@ -106,19 +111,23 @@ pub struct TableFile {
     cache: Arc<TableCache>,
     dir: Arc<PartitionDir>,
     obsolete: AtomicBool,
+    /// The open table, once pinned: reads no longer go through the cache
+    /// (and the file name).
+    pinned: OnceLock<Arc<Table>>,
 }
 
 impl TableFile {
     /// Table file `number` in `dir`, of `size` bytes holding user keys
-    /// `smallest..=largest`; opened through `cache` when first read.
+    /// `smallest..=largest`; opened through `cache` when first read, and
+    /// tracked by it (for [`TableCache::pin_live_files`]).
     pub fn new(
         number: u64,
         dir: Arc<PartitionDir>,
         size: u64,
         (smallest, largest): (Bytes, Bytes),
         cache: Arc<TableCache>,
-    ) -> Self {
-        TableFile {
+    ) -> Arc<Self> {
+        let file = Arc::new(TableFile {
             number,
             path: dir.path().join(table_file_name(number)),
             size,
@@ -127,15 +136,33 @@ impl TableFile {
             cache,
             dir,
             obsolete: AtomicBool::new(false),
-        }
+            pinned: OnceLock::new(),
+        });
+        file.cache.track(&file);
+        file
     }
 
-    /// The open table (from the table cache, opening it if needed).
+    /// The open table (the pinned one, else from the table cache, opening
+    /// it if needed).
     ///
     /// # Errors
     /// I/O or corruption opening the table.
     pub fn table(&self) -> Result<Arc<Table>> {
+        if let Some(table) = self.pinned.get() {
+            return Ok(table.clone());
+        }
         self.cache.get(self.number, &self.path, self.size)
+    }
+
+    /// Opens the table now and keeps it open for as long as this file
+    /// lives, so that reads no longer need the file's name. An error is
+    /// ignored: the next read reports it.
+    pub fn pin(&self) {
+        if self.pinned.get().is_none() {
+            if let Ok(table) = self.cache.get(self.number, &self.path, self.size) {
+                let _ = self.pinned.set(table);
+            }
+        }
     }
 
     /// The file number.

@@ -308,6 +308,130 @@ fn manifest_edits() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Inputs of `op_sequence`: a few written by hand (each aimed at one
+/// feature), and a few drawn from a fixed-seed generator.
+fn op_sequences() -> Vec<(String, Vec<u8>)> {
+    use kalamdb_store_fuzz::op_sequence::{encode, Op};
+    let put = |p: usize, k: u8, v: u8, sync: bool| Op::Write {
+        ops: vec![(p, k, Some(v))],
+        sync,
+    };
+    let del = |p: usize, k: u8| Op::Write {
+        ops: vec![(p, k, None)],
+        sync: false,
+    };
+    let crash = |mode: u8, quiesce: bool, recovery_fault: u8| Op::Crash {
+        mode,
+        seed: 7,
+        quiesce,
+        recovery_fault,
+    };
+    // Large values (byte >= 0xe0) fill the tiny memtables: flushes.
+    let fill = |p: usize, from: u8| -> Vec<Op> {
+        (0..12u8)
+            .map(|i| put(p, from.wrapping_add(i * 5), 0xe0 + i, false))
+            .collect()
+    };
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut basic = vec![put(0, 1, 1, false), put(0, 2, 2, false), del(0, 1)];
+    basic.extend([
+        Op::Get(0, 1),
+        Op::Get(0, 2),
+        Op::Scan(0, 0xff, 0xff),
+        Op::PrefixScan(0, 0x2c, 1),
+        Op::Flush,
+        Op::Scan(0, 1, 0x3f),
+        Op::Compact(0),
+        Op::Reopen,
+        Op::Get(0, 2),
+    ]);
+    out.push(("basic".into(), encode((0, 0), &basic)));
+
+    let mut durable = vec![put(0, 3, 3, true), put(1, 4, 4, false), Op::SyncWal];
+    durable.extend(fill(1, 9));
+    durable.extend([
+        put(0, 5, 5, false),
+        crash(1, false, 0),
+        Op::Scan(1, 0xff, 0xff),
+    ]);
+    durable.extend([put(0, 6, 6, true), put(0, 7, 7, false), crash(2, true, 0)]);
+    out.push(("crash".into(), encode((0x01, 0x01), &durable)));
+
+    let mut iters = vec![put(0, 1, 1, false), put(0, 2, 2, false)];
+    iters.extend([Op::OpenIter(0, 0xff, 0xff), Op::StepIter(0, 1)]);
+    iters.extend(fill(0, 3));
+    iters.extend([Op::Compact(0), Op::OpenIter(0, 2, 0xff), Op::Drop(0)]);
+    iters.extend(fill(1, 7));
+    iters.extend([
+        Op::StepIter(0, 5),
+        Op::Reopen,
+        Op::StepIter(1, 50),
+        Op::StepIter(0, 50),
+    ]);
+    out.push(("iterators".into(), encode((0x04, 0x22), &iters)));
+
+    let mut parts = vec![
+        Op::Create(2),
+        put(2, 1, 1, false),
+        Op::Get(2, 1),
+        Op::Drop(2),
+    ];
+    parts.extend([Op::Get(2, 1), Op::Create(2), Op::Scan(2, 0xff, 0xff)]);
+    parts.extend([
+        put(2, 2, 2, false),
+        Op::Write {
+            ops: vec![(0, 1, Some(3)), (1, 1, Some(4)), (2, 1, None)],
+            sync: true,
+        },
+    ]);
+    parts.extend([Op::Drop(1), crash(0, true, 0), Op::Get(1, 1), Op::Create(1)]);
+    out.push(("partitions".into(), encode((0x20, 0x04), &parts)));
+
+    let mut faults = fill(0, 1);
+    faults.extend([Op::SyncWal, Op::FaultCrash(20), put(0, 2, 2, true)]);
+    faults.extend(fill(1, 2));
+    faults.extend([
+        Op::Flush,
+        Op::Create(2),
+        crash(1, false, 40),
+        Op::Scan(0, 0xff, 0xff),
+    ]);
+    out.push(("faults".into(), encode((0x01, 0x09), &faults)));
+
+    // Random sequences, weighted towards writes.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as u8
+    };
+    for n in 0..4 {
+        let mut ops = Vec::new();
+        for _ in 0..150 {
+            let p = usize::from(next() % 3);
+            let op = match next() % 20 {
+                0..=7 => put(p, next(), next(), next() % 8 == 0),
+                8 => del(p, next()),
+                9 => Op::Get(p, next()),
+                10 => Op::Scan(p, next(), next()),
+                11 => Op::OpenIter(p, next(), 0xff),
+                12 => Op::StepIter(next(), next() % 8),
+                13 => [Op::Flush, Op::Compact(p), Op::CompactDue][usize::from(next() % 3)].clone(),
+                14 => [Op::Create(p), Op::Drop(p)][usize::from(next() % 2)].clone(),
+                15 => Op::SyncWal,
+                16 if next() % 4 == 0 => crash(next() % 3, next() % 2 == 0, 0),
+                17 if next() % 4 == 0 => Op::Reopen,
+                _ => put(p, next(), 0xe0 | next(), false),
+            };
+            ops.push(op);
+        }
+        out.push((format!("random-{n}"), encode((next(), next()), &ops)));
+    }
+    out
+}
+
 fn main() {
     let root = std::env::args_os().nth(1).map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"),
@@ -351,6 +475,10 @@ fn main() {
         ("empty", String::new()),
     ] {
         add("partition_name", name.to_string(), s.into_bytes());
+    }
+
+    for (name, bytes) in op_sequences() {
+        add("op_sequence", name, bytes);
     }
 
     let mut total = 0;

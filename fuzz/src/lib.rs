@@ -8,6 +8,8 @@
 //! [`fix_log_checksums`] rewrote every checksum the reader will look at, so
 //! that mutations reach the decoders behind the checksums.
 
+pub mod op_sequence;
+
 use std::io;
 
 use kalamdb_lsm::coding::masked_crc;

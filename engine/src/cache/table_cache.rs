@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::lru::Lru;
 use super::BlockCache;
@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::fs::Fs;
 use crate::locks::lock;
 use crate::sst::{Table, TableReadOptions};
+use crate::table_file::TableFile;
 
 /// Open tables of one database, bounded by count.
 ///
@@ -35,6 +36,15 @@ pub struct TableCache {
     hits: AtomicU64,
     opens: AtomicU64,
     evictions: AtomicU64,
+    /// Every table file of the database that may still be alive.
+    files: Mutex<Tracked>,
+}
+
+/// Weak references to table files, pruned of dead ones as it doubles.
+#[derive(Debug, Default)]
+struct Tracked {
+    files: Vec<Weak<TableFile>>,
+    prune_at: usize,
 }
 
 /// Counters of a [`TableCache`].
@@ -72,6 +82,38 @@ impl TableCache {
             hits: AtomicU64::new(0),
             opens: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            files: Mutex::new(Tracked::default()),
+        }
+    }
+
+    /// Tracks a table file of this database (see
+    /// [`pin_live_files`](Self::pin_live_files)).
+    pub fn track(&self, file: &Arc<TableFile>) {
+        let mut tracked = lock(&self.files);
+        if tracked.files.len() >= tracked.prune_at {
+            tracked.files.retain(|f| f.strong_count() > 0);
+            tracked.prune_at = (2 * tracked.files.len()).max(64);
+        }
+        tracked.files.push(Arc::downgrade(file));
+    }
+
+    /// Pins every tracked table file still alive ([`TableFile::pin`]).
+    ///
+    /// The database calls it as it closes, once it let go of its own
+    /// references: what is still alive then is held by iterators, which
+    /// outlive the database, and a later open of the directory (which no
+    /// longer knows about them) may delete the files they have not opened
+    /// yet — a level's tables open one at a time, and tables already
+    /// compacted away are orphans to the next open. An open handle keeps a
+    /// deleted file readable.
+    pub fn pin_live_files(&self) {
+        let live: Vec<Arc<TableFile>> = lock(&self.files)
+            .files
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for file in &live {
+            file.pin();
         }
     }
 
