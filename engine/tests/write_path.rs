@@ -869,8 +869,12 @@ fn replay_of_many_versions_across_rotating_memtables_reads_the_newest() {
         },
     )
     .unwrap();
-    let stats = db.stats();
-    assert!(stats.tables > 3, "flushes made tables: {stats:?}");
+    // Flushes made tables in every partition (background compaction may
+    // have merged them down to one each, so no count above that).
+    for n in names {
+        let s = db.partition_stats(n).unwrap();
+        assert!(s.tables >= 1, "{n}: {s:?}");
+    }
     for ((p, k), v) in &model {
         assert_eq!(
             db.get(names[*p], k).unwrap().as_ref(),
