@@ -24,7 +24,7 @@ use kalamdb_store::{LsmBackend, LsmOptions, Operation, Partition, StorageBackend
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{file_bytes, open_fds, rss_kib};
+use common::{allocated_bytes, file_bytes, open_fds, peak_rss_kib, rss_kib};
 
 const KEYS: usize = 3;
 const MAX_OPEN_FILES: usize = 64;
@@ -87,40 +87,6 @@ fn key(k: usize) -> Vec<u8> {
 
 fn value(i: usize, k: usize) -> Vec<u8> {
     format!("value of row {k} in partition {i}").into_bytes()
-}
-
-/// Peak resident set size in KiB (`VmHWM`; 0 where there is no procfs).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Bytes of disk the files and directories under `dir` take (allocated
-/// blocks, like `du`).
-fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if let Ok(meta) = e.metadata() {
-                total += meta.blocks() * 512;
-                if meta.is_dir() {
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    total
 }
 
 /// Bytes per partition, of a KiB figure.
@@ -246,7 +212,7 @@ async fn measure(dir: &Path, n: usize) -> Result<(), Box<dyn Error>> {
         peak_rss_kib(),
         heap().saturating_sub(heap0) as f64 / n.max(1) as f64,
         file_bytes(dir, |_| true) as f64 / n.max(1) as f64,
-        disk_usage(dir) as f64 / n.max(1) as f64,
+        allocated_bytes(dir)? as f64 / n.max(1) as f64,
     );
     drop(b);
     Ok(())

@@ -2,7 +2,7 @@
 //! sent to storage, peak anonymous memory and bytes on disk. Linux only
 //! (`/proc/self`); elsewhere the probes report nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -185,11 +185,10 @@ impl PeakAnon {
     }
 }
 
-/// Bytes allocated on disk under `path` (blocks, not apparent lengths:
-/// preallocated and sparse files count what they occupy).
-pub fn disk_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
+/// Calls `f` with the path and metadata of every file under `path`
+/// (recursively), skipping what cannot be read (files come and go while a
+/// backend works).
+fn for_each_file(path: &Path, mut f: impl FnMut(PathBuf, &std::fs::Metadata)) {
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -200,10 +199,18 @@ pub fn disk_bytes(path: &Path) -> u64 {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
-                total += meta.blocks() * 512;
+                f(entry.path(), &meta);
             }
         }
     }
+}
+
+/// Bytes allocated on disk under `path` (blocks, not apparent lengths:
+/// preallocated and sparse files count what they occupy).
+pub fn disk_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for_each_file(path, |_, meta| total += meta.blocks() * 512);
     total
 }
 
@@ -213,20 +220,9 @@ pub fn dir_fingerprint(path: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.push((entry.path(), meta.len(), meta.mtime_nsec(), meta.mtime()));
-            }
-        }
-    }
+    for_each_file(path, |p, meta| {
+        files.push((p, meta.len(), meta.mtime_nsec(), meta.mtime()));
+    });
     files.sort();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     files.hash(&mut h);

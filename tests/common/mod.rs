@@ -19,30 +19,60 @@ pub fn open_fds() -> usize {
 
 /// Resident set size in KiB (0 where there is no procfs).
 pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// Peak resident set size in KiB (0 where there is no procfs).
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A KiB figure of `/proc/self/status` (`field` with its colon), or 0.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
 }
 
-/// Bytes of the files under `dir` (recursively) that `keep` accepts.
-pub fn file_bytes(dir: &Path, keep: impl Fn(&Path) -> bool) -> u64 {
-    let mut total = 0;
+/// Calls `f` with the path and metadata of every entry under `dir`
+/// (recursively; directories too).
+pub fn walk(dir: &Path, mut f: impl FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let e = e.expect("entry");
-            let meta = e.metadata().expect("metadata");
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let meta = e.metadata()?;
+            f(&e.path(), &meta);
             if meta.is_dir() {
                 stack.push(e.path());
-            } else if keep(&e.path()) {
-                total += meta.len();
             }
         }
     }
+    Ok(())
+}
+
+/// Bytes of the files under `dir` (recursively) that `keep` accepts.
+pub fn file_bytes(dir: &Path, keep: impl Fn(&Path) -> bool) -> u64 {
+    let mut total = 0;
+    walk(dir, |path, meta| {
+        if !meta.is_dir() && keep(path) {
+            total += meta.len();
+        }
+    })
+    .expect("walk");
     total
+}
+
+/// Bytes of disk the files and directories under `dir` take (allocated
+/// blocks, like `du`).
+pub fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    walk(dir, |_, meta| total += meta.blocks() * 512)?;
+    Ok(total)
 }
