@@ -595,7 +595,43 @@ fn run_child(exe: &std::path::Path, spec: &CellSpec) -> CellResult {
         Ok(j) => j,
         Err(e) => return failed(e.to_string()),
     };
-    let child = Command::new(exe)
+    // KALAMDB_BENCH_PERF=DIR profiles every cell: the child runs under
+    // `perf record` and leaves DIR/<backend>-<workload>-<rep>.data.
+    let mut command = match std::env::var_os("KALAMDB_BENCH_PERF") {
+        Some(dir) => {
+            let name: String = format!(
+                "{}-{}-{}.data",
+                spec.backend.map_or("disk", Kind::name),
+                spec.label(),
+                spec.rep
+            )
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+            let mut c = Command::new("perf");
+            c.args([
+                "record",
+                "-q",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,32768",
+                "-o",
+            ])
+            .arg(std::path::Path::new(&dir).join(name))
+            .arg("--")
+            .arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let child = command
         .arg("--cell")
         .arg(json)
         .stdout(Stdio::piped())
