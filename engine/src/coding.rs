@@ -22,6 +22,40 @@ pub fn masked_crc(parts: &[&[u8]]) -> u32 {
     mask_crc(h.finalize())
 }
 
+/// Bytewise order of two byte strings: the same result as `a.cmp(b)`.
+///
+/// Keys are mostly short (16 to 40 bytes), where a call into `memcmp` costs
+/// more than the comparison: the common prefix of up to 32 bytes is compared
+/// here 8 bytes at a time as big-endian words, longer strings go to `memcmp`.
+#[inline]
+#[must_use]
+pub fn compare_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    if n > 32 {
+        return a.cmp(b);
+    }
+    let (mut a8, mut b8) = (a, b);
+    while let (Some((x, ra)), Some((y, rb))) =
+        (a8.split_first_chunk::<8>(), b8.split_first_chunk::<8>())
+    {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+        a8 = ra;
+        b8 = rb;
+    }
+    // Fewer than 8 bytes left in the shorter one: compare what is left of the
+    // common prefix as one zero-padded word, then the lengths.
+    let m = a8.len().min(b8.len());
+    let word = |s: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..m].copy_from_slice(&s[..m]);
+        u64::from_be_bytes(w)
+    };
+    word(a8).cmp(&word(b8)).then(a.len().cmp(&b.len()))
+}
+
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -132,6 +166,46 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compare_bytes_agrees_with_slice_order() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let la = (next() % 48) as usize;
+            let lb = (next() % 48) as usize;
+            // A small alphabet and a shared prefix make ties and prefixes common.
+            let a: Vec<u8> = (0..la).map(|_| (next() % 3) as u8).collect();
+            let mut b: Vec<u8> = a.iter().take(lb).copied().collect();
+            while b.len() < lb {
+                b.push((next() % 3) as u8);
+            }
+            if next() % 4 == 0 && !b.is_empty() {
+                let i = (next() as usize) % b.len();
+                b[i] = (next() % 256) as u8;
+            }
+            assert_eq!(compare_bytes(&a, &b), a.cmp(&b), "{a:?} vs {b:?}");
+            assert_eq!(compare_bytes(&b, &a), b.cmp(&a), "{b:?} vs {a:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 200_000);
+        assert_eq!(compare_bytes(b"", b""), std::cmp::Ordering::Equal);
+        assert_eq!(compare_bytes(b"a\0", b"a"), std::cmp::Ordering::Greater);
+        assert_eq!(
+            compare_bytes(b"abcdefgh\0", b"abcdefgh"),
+            std::cmp::Ordering::Greater
+        );
+        assert_eq!(
+            compare_bytes(&[0xff; 9], &[0xff; 8]),
+            std::cmp::Ordering::Greater
+        );
+    }
 
     #[test]
     fn varints_round_trip_and_have_golden_bytes() {

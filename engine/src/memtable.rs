@@ -50,13 +50,55 @@ pub const ENTRY_OVERHEAD: usize =
 /// How many entries a [`MemtableIter`] copies out of the skip list per refill.
 const ITER_BATCH: usize = 32;
 
+/// User keys up to this many bytes are stored inside the skip-list node.
+const INLINE_KEY: usize = 30;
+
+/// A user key as the skip list stores it: short keys inside the node, so a
+/// comparison on the search path touches one cache line instead of chasing a
+/// pointer to the key bytes (the memtable's inserts and lookups are bound by
+/// those cache misses); longer keys in a shared buffer.
+#[derive(Clone, Debug)]
+enum UserKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Shared(Bytes),
+}
+
+impl UserKey {
+    /// Copies a short key into the node; shares a long one.
+    fn new(key: Bytes) -> UserKey {
+        Self::inline(&key).unwrap_or(UserKey::Shared(key))
+    }
+
+    /// Copies `key` (the node holds it, or a new buffer does).
+    fn copy_from(key: &[u8]) -> UserKey {
+        Self::inline(key).unwrap_or_else(|| UserKey::Shared(Bytes::copy_from_slice(key)))
+    }
+
+    fn inline(key: &[u8]) -> Option<UserKey> {
+        let mut bytes = [0u8; INLINE_KEY];
+        bytes.get_mut(..key.len())?.copy_from_slice(key);
+        Some(UserKey::Inline {
+            len: key.len() as u8,
+            bytes,
+        })
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            UserKey::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            UserKey::Shared(b) => b,
+        }
+    }
+}
+
 /// A stored key: user key plus sequence number.
 ///
 /// Invariant: its `Ord` is the one of `dyn KeyRef` (see [`compare_keys`]), so
 /// the skip list can be probed with borrowed keys.
 #[derive(Clone, Debug)]
 struct InternalKey {
-    user_key: Bytes,
+    user_key: UserKey,
     seq: SeqNo,
 }
 
@@ -72,7 +114,7 @@ trait KeyRef {
 
 impl KeyRef for InternalKey {
     fn user_key(&self) -> &[u8] {
-        &self.user_key
+        self.user_key.as_slice()
     }
     fn seq(&self) -> SeqNo {
         self.seq
@@ -91,9 +133,7 @@ impl KeyRef for (&[u8], SeqNo) {
 /// The internal-key order: user key ascending, then sequence number
 /// descending (newest first).
 fn compare_keys(a: &dyn KeyRef, b: &dyn KeyRef) -> Ordering {
-    a.user_key()
-        .cmp(b.user_key())
-        .then_with(|| b.seq().cmp(&a.seq()))
+    crate::coding::compare_bytes(a.user_key(), b.user_key()).then_with(|| b.seq().cmp(&a.seq()))
 }
 
 impl PartialEq for dyn KeyRef + '_ {
@@ -201,8 +241,8 @@ impl Memtable {
     /// delete (tombstone). The bytes are copied. Returns the bytes it added
     /// to [`approximate_size`](Self::approximate_size).
     pub fn insert(&self, key: &[u8], seq: SeqNo, value: Option<&[u8]>) -> usize {
-        self.insert_shared(
-            Bytes::copy_from_slice(key),
+        self.insert_key(
+            UserKey::copy_from(key),
             seq,
             value.map(Bytes::copy_from_slice),
         )
@@ -211,6 +251,10 @@ impl Memtable {
     /// As [`insert`](Self::insert), taking shared buffers without copying
     /// (recovery slices one buffer holding every replayed key and value).
     pub fn insert_shared(&self, key: Bytes, seq: SeqNo, value: Option<Bytes>) -> usize {
+        self.insert_key(UserKey::new(key), seq, value)
+    }
+
+    fn insert_key(&self, key: UserKey, seq: SeqNo, value: Option<Bytes>) -> usize {
         let value = match value {
             Some(v) => Value::Put(v),
             None => Value::Delete,
@@ -219,7 +263,7 @@ impl Memtable {
             Value::Put(v) => v.len(),
             Value::Delete => 0,
         };
-        let charge = key.len() + value_len + ENTRY_OVERHEAD;
+        let charge = key.as_slice().len() + value_len + ENTRY_OVERHEAD;
         self.map.insert(InternalKey { user_key: key, seq }, value);
         self.size.fetch_add(charge, AtomicOrdering::Relaxed);
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
@@ -238,7 +282,7 @@ impl Memtable {
         let found = self
             .map
             .lower_bound(Bound::Included(&probe as &dyn KeyRef))?;
-        if found.key().user_key.as_ref() == key {
+        if found.key().user_key.as_slice() == key {
             Some(found.value().clone())
         } else {
             None
@@ -320,14 +364,26 @@ impl MemtableIter {
         let buf = &mut self.buf;
         let take = self.batch;
         self.batch = (self.batch * 2).min(ITER_BATCH);
-        let copy = |e: crossbeam_skiplist::map::Entry<'_, InternalKey, Value>| Entry {
-            key: e.key().user_key.clone(),
-            seq: e.key().seq,
-            value: e.value().clone(),
+        // Keys stored in the nodes are copied out into one buffer per refill
+        // (`keys`), then sliced: one allocation per batch, not per entry.
+        let mut raw: Vec<(Option<Bytes>, std::ops::Range<usize>, SeqNo, Value)> =
+            Vec::with_capacity(take);
+        let mut keys: Vec<u8> = Vec::new();
+        let mut copy = |e: crossbeam_skiplist::map::Entry<'_, InternalKey, Value>| {
+            let k = e.key();
+            let shared = match &k.user_key {
+                UserKey::Shared(b) => Some(b.clone()),
+                UserKey::Inline { .. } => None,
+            };
+            let start = keys.len();
+            if shared.is_none() {
+                keys.extend_from_slice(k.user_key.as_slice());
+            }
+            raw.push((shared, start..keys.len(), k.seq, e.value().clone()));
         };
         match &self.cursor {
             Cursor::Done => return,
-            Cursor::Start(None) => buf.extend(map.iter().take(take).map(copy)),
+            Cursor::Start(None) => map.iter().take(take).for_each(&mut copy),
             Cursor::Start(Some(start)) => {
                 // (start, SeqNo::MAX) is the smallest internal key with user
                 // key `start`.
@@ -336,7 +392,9 @@ impl MemtableIter {
                     Bound::Included(&probe as &dyn KeyRef),
                     Bound::<&dyn KeyRef>::Unbounded,
                 );
-                buf.extend(map.range::<dyn KeyRef, _>(range).take(take).map(copy));
+                map.range::<dyn KeyRef, _>(range)
+                    .take(take)
+                    .for_each(&mut copy);
             }
             Cursor::After(key, seq) => {
                 let probe = (key.as_ref(), *seq);
@@ -344,9 +402,17 @@ impl MemtableIter {
                     Bound::Excluded(&probe as &dyn KeyRef),
                     Bound::<&dyn KeyRef>::Unbounded,
                 );
-                buf.extend(map.range::<dyn KeyRef, _>(range).take(take).map(copy));
+                map.range::<dyn KeyRef, _>(range)
+                    .take(take)
+                    .for_each(&mut copy);
             }
         }
+        let keys = Bytes::from(keys);
+        buf.extend(raw.into_iter().map(|(shared, at, seq, value)| Entry {
+            key: shared.unwrap_or_else(|| keys.slice(at)),
+            seq,
+            value,
+        }));
         self.cursor = match buf.back() {
             Some(last) => Cursor::After(last.key.clone(), last.seq),
             None => Cursor::Done,
@@ -494,6 +560,50 @@ mod tests {
         assert!(all(&t, Some(b"g")).is_empty());
         // Empty table.
         assert!(all(&Arc::new(Memtable::new()), None).is_empty());
+    }
+
+    #[test]
+    fn inline_and_shared_keys_mix_in_one_order() {
+        // Lengths around the inline limit, sharing prefixes, inserted in a
+        // scrambled order through both insert paths.
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for len in [0, 1, 8, 29, 30, 31, 32, 64, 200] {
+            for fill in [0u8, 7, 0xff] {
+                keys.push(vec![fill; len]);
+                let mut k = vec![7u8; len];
+                k.push(1);
+                keys.push(k);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let t = Arc::new(Memtable::new());
+        for (i, k) in keys.iter().enumerate().rev().step_by(2) {
+            t.insert(k, i as SeqNo + 1, Some(k));
+        }
+        for (i, k) in keys.iter().enumerate().step_by(2) {
+            t.insert_shared(
+                Bytes::copy_from_slice(k),
+                i as SeqNo + 1,
+                Some(Bytes::copy_from_slice(k)),
+            );
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.get(k, SeqNo::MAX), put(k), "key of {} bytes", k.len());
+            assert_eq!(t.get(k, i as SeqNo), None, "before its write");
+        }
+        let got: Vec<Vec<u8>> = all(&t, None).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(got, keys);
+        let from: Vec<Vec<u8>> = all(&t, Some(&[7u8; 30]))
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        let expect: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| k.as_slice() >= &[7u8; 30][..])
+            .cloned()
+            .collect();
+        assert_eq!(from, expect);
     }
 
     #[test]

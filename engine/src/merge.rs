@@ -36,9 +36,7 @@ impl Entry {
     /// The internal-key order: user key ascending, then sequence number
     /// descending (newest first). Values are not compared.
     pub fn cmp_internal(&self, other: &Entry) -> Ordering {
-        self.key
-            .cmp(&other.key)
-            .then_with(|| other.seq.cmp(&self.seq))
+        crate::coding::compare_bytes(&self.key, &other.key).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 

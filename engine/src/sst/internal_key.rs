@@ -196,7 +196,7 @@ pub fn parse_internal_key(key: &[u8]) -> Result<ParsedKey<'_>, DecodeError> {
 pub fn compare_internal(a: &[u8], b: &[u8]) -> Ordering {
     let (ua, ta) = split(a);
     let (ub, tb) = split(b);
-    ua.cmp(ub).then_with(|| tb.cmp(&ta))
+    crate::coding::compare_bytes(ua, ub).then_with(|| tb.cmp(&ta))
 }
 
 #[cfg(test)]
