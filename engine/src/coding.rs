@@ -56,6 +56,65 @@ pub fn compare_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     word(a8).cmp(&word(b8)).then(a.len().cmp(&b.len()))
 }
 
+/// A byte buffer that keeps up to 64 bytes on the stack and moves to the heap
+/// past that: the scratch key of a point lookup, which should not allocate.
+#[derive(Debug, Clone)]
+pub struct KeyBuf {
+    len: usize,
+    inline: [u8; 64],
+    heap: Option<Vec<u8>>,
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        KeyBuf {
+            len: 0,
+            inline: [0; 64],
+            heap: None,
+        }
+    }
+}
+
+impl KeyBuf {
+    /// The bytes.
+    #[inline]
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.heap {
+            Some(v) => v,
+            None => self.inline.get(..self.len).unwrap_or_default(),
+        }
+    }
+
+    /// Keeps the first `n` bytes (all of them if `n` is larger).
+    #[inline]
+    pub fn truncate(&mut self, n: usize) {
+        match &mut self.heap {
+            Some(v) => v.truncate(n),
+            None => self.len = self.len.min(n),
+        }
+    }
+
+    /// Appends `bytes`.
+    #[inline]
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if let Some(v) = &mut self.heap {
+            v.extend_from_slice(bytes);
+            return;
+        }
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.inline.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            let mut v = Vec::with_capacity(end.max(128));
+            v.extend_from_slice(self.inline.get(..self.len).unwrap_or_default());
+            v.extend_from_slice(bytes);
+            self.heap = Some(v);
+        }
+    }
+}
+
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -205,6 +264,33 @@ mod tests {
             compare_bytes(&[0xff; 9], &[0xff; 8]),
             std::cmp::Ordering::Greater
         );
+    }
+
+    #[test]
+    fn key_buf_acts_like_a_vec_across_the_inline_limit() {
+        let mut b = KeyBuf::default();
+        let mut v: Vec<u8> = Vec::new();
+        let mut longest = 0;
+        let mut x = 7u8;
+        for step in 0..400usize {
+            if step % 5 == 4 {
+                let n = (step * 31) % (v.len() + 3);
+                b.truncate(n);
+                v.truncate(n);
+            } else {
+                let add: Vec<u8> = (0..step % 23)
+                    .map(|_| {
+                        x = x.wrapping_mul(31).wrapping_add(1);
+                        x
+                    })
+                    .collect();
+                b.extend_from_slice(&add);
+                v.extend_from_slice(&add);
+            }
+            assert_eq!(b.as_slice(), v.as_slice(), "step {step}");
+            longest = longest.max(v.len());
+        }
+        assert!(longest > 64, "the test must cross the inline limit");
     }
 
     #[test]

@@ -40,7 +40,7 @@ use bytes::Bytes;
 
 use super::internal_key::compare_internal;
 use super::DecodeError;
-use crate::coding::{put_varint, Reader};
+use crate::coding::{put_varint, KeyBuf, Reader};
 
 /// Width of one restart offset.
 pub const RESTART_LEN: usize = 4;
@@ -270,7 +270,34 @@ impl Block {
     }
 
     /// Parses the entry at `pos` (bounds-checked against the entry area).
+    #[inline]
     fn entry_at(&self, pos: usize) -> Result<RawEntry, DecodeError> {
+        // Fast path: the three lengths are one-byte varints (entries of
+        // keys and values under 128 bytes) and the entry fits the area.
+        if let Some(&[shared, unshared, value_len]) = self
+            .data
+            .get(..self.restarts_offset)
+            .and_then(|area| area.get(pos..pos + 3))
+        {
+            if (shared | unshared | value_len) < 0x80 {
+                let delta_start = pos + 3;
+                let value_start = delta_start + usize::from(unshared);
+                let next = value_start + usize::from(value_len);
+                if next <= self.restarts_offset {
+                    return Ok(RawEntry {
+                        shared: usize::from(shared),
+                        delta: delta_start..value_start,
+                        value: value_start..next,
+                        next,
+                    });
+                }
+            }
+        }
+        self.entry_at_slow(pos)
+    }
+
+    /// [`entry_at`](Self::entry_at) for any varint widths, and every error.
+    fn entry_at_slow(&self, pos: usize) -> Result<RawEntry, DecodeError> {
         let area = self
             .data
             .get(pos..self.restarts_offset)
@@ -294,6 +321,111 @@ impl Block {
             value: value_start..value_start + value_len,
             next: pos + r.position(),
         })
+    }
+}
+
+impl Block {
+    /// The full key stored at restart point `i` (an error if it shares a
+    /// prefix, which a restart point must not).
+    #[inline]
+    fn restart_key(&self, i: usize) -> Result<(usize, RawEntry), DecodeError> {
+        let pos = self.restart(i);
+        let e = self.entry_at(pos)?;
+        if e.shared != 0 {
+            return Err(DecodeError::new(
+                pos,
+                format!("restart point {i} shares {} key bytes", e.shared),
+            ));
+        }
+        Ok((pos, e))
+    }
+
+    /// The last restart point whose key is `< target`, or 0.
+    fn restart_before(&self, target: &[u8]) -> Result<usize, DecodeError> {
+        let (mut lo, mut hi) = (0, self.num_restarts - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let (_, e) = self.restart_key(mid)?;
+            let key = self.data.get(e.delta).unwrap_or_default();
+            if compare_internal(key, target) == std::cmp::Ordering::Less {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// For a block with a restart point at every entry (the index): the
+    /// offset and value of the first entry whose key is `>= target`, by a
+    /// binary search over the restart array alone (nothing is copied).
+    ///
+    /// # Errors
+    /// A restart entry does not decode or shares a prefix.
+    pub fn seek_restarts(&self, target: &[u8]) -> Result<Option<(usize, &[u8])>, DecodeError> {
+        let (mut lo, mut hi) = (0, self.num_restarts);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (_, e) = self.restart_key(mid)?;
+            let key = self.data.get(e.delta).unwrap_or_default();
+            if compare_internal(key, target) == std::cmp::Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == self.num_restarts {
+            return Ok(None);
+        }
+        let (pos, e) = self.restart_key(lo)?;
+        Ok(Some((pos, self.data.get(e.value).unwrap_or_default())))
+    }
+
+    /// The first entry whose key is `>= target`, as `f(offset, key, value)`
+    /// (`None` if every key is smaller): what [`BlockIter::seek`] finds,
+    /// with the key assembled in a stack buffer instead of an allocation.
+    ///
+    /// # Errors
+    /// An entry on the way does not decode.
+    pub fn seek_with<R>(
+        &self,
+        target: &[u8],
+        f: impl FnOnce(usize, &[u8], &[u8]) -> R,
+    ) -> Result<Option<R>, DecodeError> {
+        let mut pos = self.restart(self.restart_before(target)?);
+        let mut key = KeyBuf::default();
+        while pos < self.restarts_offset {
+            let e = self.entry_at(pos)?;
+            if e.shared > key.as_slice().len() {
+                return Err(DecodeError::new(
+                    pos,
+                    format!(
+                        "entry shares {} bytes of a {}-byte previous key",
+                        e.shared,
+                        key.as_slice().len()
+                    ),
+                ));
+            }
+            key.truncate(e.shared);
+            key.extend_from_slice(self.data.get(e.delta).unwrap_or_default());
+            if compare_internal(key.as_slice(), target) != std::cmp::Ordering::Less {
+                let value = self.data.get(e.value).unwrap_or_default();
+                return Ok(Some(f(pos, key.as_slice(), value)));
+            }
+            pos = e.next;
+        }
+        Ok(None)
+    }
+
+    /// `value`, a sub-slice of this block, as a shared slice of the block's
+    /// buffer (no copy); any other slice is copied.
+    #[must_use]
+    pub fn share(&self, value: &[u8]) -> Bytes {
+        let start = (value.as_ptr() as usize).wrapping_sub(self.data.as_ptr() as usize);
+        match start.checked_add(value.len()) {
+            Some(end) if end <= self.data.len() => self.data.slice(start..end),
+            _ => Bytes::copy_from_slice(value),
+        }
     }
 }
 
@@ -403,24 +535,7 @@ impl BlockIter {
     /// An entry on the way does not decode.
     pub fn seek(&mut self, target: &[u8]) -> Result<(), DecodeError> {
         // The last restart point whose key is < target (or the first).
-        let (mut lo, mut hi) = (0, self.block.num_restarts - 1);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            let pos = self.block.restart(mid);
-            let e = self.block.entry_at(pos)?;
-            if e.shared != 0 {
-                return Err(DecodeError::new(
-                    pos,
-                    format!("restart point {mid} shares {} key bytes", e.shared),
-                ));
-            }
-            let key = self.block.data.get(e.delta).unwrap_or_default();
-            if compare_internal(key, target) == std::cmp::Ordering::Less {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
+        let lo = self.block.restart_before(target)?;
         self.key.clear();
         self.next = self.block.restart(lo);
         loop {

@@ -115,6 +115,15 @@ impl IndexBlock {
             prev = Some(it.key().to_vec());
             it.advance()?;
         }
+        if usize::try_from(count).ok() != Some(block.num_restarts()) {
+            return Err(DecodeError::new(
+                0,
+                format!(
+                    "{count} index entries but {} restart points (one per entry expected)",
+                    block.num_restarts()
+                ),
+            ));
+        }
         if expected_offset != data_end {
             return Err(DecodeError::new(
                 0,
@@ -158,9 +167,14 @@ impl IndexBlock {
     /// # Errors
     /// An index entry does not decode.
     pub fn seek(&self, target: &[u8]) -> Result<Option<BlockHandle>, DecodeError> {
-        let mut it = self.iter();
-        it.seek(target)?;
-        it.handle()
+        // Every entry is a restart point (checked at decode): a binary search
+        // over the restart array, nothing copied.
+        match self.block.seek_restarts(target)? {
+            None => Ok(None),
+            Some((at, value)) => BlockHandle::decode(value)
+                .map(Some)
+                .map_err(|e| DecodeError::new(at, e.reason)),
+        }
     }
 
     /// A cursor over the index entries, not yet positioned.

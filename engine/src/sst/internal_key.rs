@@ -149,6 +149,16 @@ pub fn seek_key(user_key: &[u8], snapshot: SeqNo) -> Vec<u8> {
     out
 }
 
+/// [`seek_key`] into a stack buffer (for point lookups, which should not
+/// allocate).
+#[must_use]
+pub fn seek_key_buf(user_key: &[u8], snapshot: SeqNo) -> crate::coding::KeyBuf {
+    let mut out = crate::coding::KeyBuf::default();
+    out.extend_from_slice(user_key);
+    out.extend_from_slice(&trailer(snapshot.min(MAX_SEQ), SEEK_KIND).to_le_bytes());
+    out
+}
+
 /// Splits `key` into user key and trailer; keys shorter than a trailer are
 /// all user key with trailer 0 (only [`compare_internal`] sees those, on
 /// corrupt input, and must not panic).
@@ -211,6 +221,7 @@ mod tests {
 
     #[test]
     fn golden_bytes() {
+        assert_eq!(seek_key_buf(b"k", 5).as_slice(), seek_key(b"k", 5));
         assert_eq!(
             key(b"k", 5, ValueKind::Put),
             [0x6b, 0x01, 0x05, 0, 0, 0, 0, 0, 0]

@@ -34,7 +34,7 @@ use super::bloom::{max_filter_len, BloomFilter};
 use super::footer::{Footer, FOOTER_LEN};
 use super::handle::{check_trailer, BlockHandle, BLOCK_TRAILER_LEN};
 use super::index::{IndexBlock, IndexIter};
-use super::internal_key::{parse_internal_key, seek_key, ValueKind};
+use super::internal_key::{parse_internal_key, seek_key, seek_key_buf, ValueKind};
 use super::properties::TableProperties;
 use super::{corruption, DecodeError};
 use crate::cache::{BlockCache, BlockKey, Pinned};
@@ -324,23 +324,34 @@ impl Table {
         if !self.may_contain(user_key) {
             return Ok(None);
         }
-        let target = seek_key(user_key, snapshot);
+        let target = seek_key_buf(user_key, snapshot);
+        let target = target.as_slice();
         let index_at = self.footer.index.offset;
         let Some(h) = self
             .index
-            .seek(&target)
+            .seek(target)
             .map_err(|e| e.at(&self.path, index_at))?
         else {
             return Ok(None);
         };
         let block = self.read_block(h)?;
-        let mut it = block.iter();
-        it.seek(&target).map_err(|e| e.at(&self.path, h.offset))?;
-        if !it.valid() {
-            return Ok(None);
-        }
-        let entry = decode_entry(&it).map_err(|e| e.at(&self.path, h.offset))?;
-        Ok((entry.key == user_key).then_some(entry.value))
+        let found = block
+            .seek_with(target, |at, key, value| {
+                let k = parse_internal_key(key).map_err(|e| DecodeError::new(at, e.reason))?;
+                if k.user_key != user_key {
+                    return Ok(None);
+                }
+                match k.kind {
+                    ValueKind::Put => Ok(Some(Value::Put(block.share(value)))),
+                    ValueKind::Delete if value.is_empty() => Ok(Some(Value::Delete)),
+                    ValueKind::Delete => {
+                        Err(DecodeError::new(at, "tombstone with a non-empty value"))
+                    }
+                }
+            })
+            .and_then(|r| r.transpose())
+            .map_err(|e| e.at(&self.path, h.offset))?;
+        Ok(found.flatten())
     }
 
     /// An iterator over every version of every key `>= start` (all keys if
