@@ -340,6 +340,20 @@ impl Block {
         Ok((pos, e))
     }
 
+    /// Offset, key and value of the entry at restart point `i` (which must
+    /// store its whole key).
+    ///
+    /// # Errors
+    /// The entry does not decode or shares a prefix.
+    pub fn restart_entry(&self, i: usize) -> Result<(usize, &[u8], &[u8]), DecodeError> {
+        let (pos, e) = self.restart_key(i)?;
+        Ok((
+            pos,
+            self.data.get(e.delta).unwrap_or_default(),
+            self.data.get(e.value).unwrap_or_default(),
+        ))
+    }
+
     /// The last restart point whose key is `< target`, or 0.
     fn restart_before(&self, target: &[u8]) -> Result<usize, DecodeError> {
         let (mut lo, mut hi) = (0, self.num_restarts - 1);
@@ -354,31 +368,6 @@ impl Block {
             }
         }
         Ok(lo)
-    }
-
-    /// For a block with a restart point at every entry (the index): the
-    /// offset and value of the first entry whose key is `>= target`, by a
-    /// binary search over the restart array alone (nothing is copied).
-    ///
-    /// # Errors
-    /// A restart entry does not decode or shares a prefix.
-    pub fn seek_restarts(&self, target: &[u8]) -> Result<Option<(usize, &[u8])>, DecodeError> {
-        let (mut lo, mut hi) = (0, self.num_restarts);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let (_, e) = self.restart_key(mid)?;
-            let key = self.data.get(e.delta).unwrap_or_default();
-            if compare_internal(key, target) == std::cmp::Ordering::Less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == self.num_restarts {
-            return Ok(None);
-        }
-        let (pos, e) = self.restart_key(lo)?;
-        Ok(Some((pos, self.data.get(e.value).unwrap_or_default())))
     }
 
     /// The first entry whose key is `>= target`, as `f(offset, key, value)`
@@ -494,6 +483,21 @@ impl BlockIter {
     pub fn seek_to_first(&mut self) -> Result<(), DecodeError> {
         self.key.clear();
         self.next = 0;
+        self.advance()
+    }
+
+    /// Positions on the entry at restart point `i`; invalid if `i` is past
+    /// the last one.
+    ///
+    /// # Errors
+    /// The entry does not decode.
+    pub fn seek_to_restart(&mut self, i: usize) -> Result<(), DecodeError> {
+        self.key.clear();
+        self.valid = false;
+        if i >= self.block.num_restarts {
+            return Ok(());
+        }
+        self.next = self.block.restart(i);
         self.advance()
     }
 

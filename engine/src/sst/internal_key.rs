@@ -162,7 +162,7 @@ pub fn seek_key_buf(user_key: &[u8], snapshot: SeqNo) -> crate::coding::KeyBuf {
 /// Splits `key` into user key and trailer; keys shorter than a trailer are
 /// all user key with trailer 0 (only [`compare_internal`] sees those, on
 /// corrupt input, and must not panic).
-fn split(key: &[u8]) -> (&[u8], u64) {
+pub(crate) fn split(key: &[u8]) -> (&[u8], u64) {
     match key.len().checked_sub(TRAILER_LEN) {
         Some(n) => {
             let (user, t) = key.split_at(n);
