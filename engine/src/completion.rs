@@ -16,6 +16,10 @@ struct Slot<T> {
     waker: Option<Waker>,
     /// Set when the completer was dropped without a value.
     abandoned: bool,
+    /// A thread sleeps in [`Completion::wait`]: only then does finishing
+    /// signal the condition variable (a `notify_all` is a futex system call
+    /// even with nobody waiting; async waiters are woken by their waker).
+    blocked: bool,
 }
 
 struct Shared<T> {
@@ -56,6 +60,7 @@ pub fn completion<T>() -> (Completer<T>, Completion<T>) {
             value: None,
             waker: None,
             abandoned: false,
+            blocked: false,
         }),
         ready: Condvar::new(),
     });
@@ -69,15 +74,17 @@ pub fn completion<T>() -> (Completer<T>, Completion<T>) {
 
 impl<T> Shared<T> {
     fn finish(&self, value: Option<T>) {
-        let waker = {
+        let (waker, blocked) = {
             let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             match value {
                 Some(v) => slot.value = Some(v),
                 None => slot.abandoned = true,
             }
-            slot.waker.take()
+            (slot.waker.take(), slot.blocked)
         };
-        self.ready.notify_all();
+        if blocked {
+            self.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -116,6 +123,7 @@ impl<T> Completion<T> {
             if slot.abandoned {
                 return None;
             }
+            slot.blocked = true;
             slot = self
                 .shared
                 .ready
