@@ -259,13 +259,7 @@ impl PartitionState {
         memtable_size: usize,
         wal: u64,
     ) -> bool {
-        self.insert_shared(
-            Bytes::copy_from_slice(key),
-            seq,
-            value.map(Bytes::copy_from_slice),
-            memtable_size,
-            wal,
-        )
+        self.insert_with(|m| m.insert(key, seq, value), memtable_size, wal)
     }
 
     /// Inserts one version; returns whether the active memtable was rotated
@@ -279,6 +273,17 @@ impl PartitionState {
         memtable_size: usize,
         wal: u64,
     ) -> bool {
+        self.insert_with(|m| m.insert_shared(key, seq, value), memtable_size, wal)
+    }
+
+    /// Runs `insert` (which returns its charge) on the active memtable,
+    /// rotating it first if full; see [`insert_shared`](Self::insert_shared).
+    fn insert_with(
+        &self,
+        insert: impl FnOnce(&Memtable) -> usize,
+        memtable_size: usize,
+        wal: u64,
+    ) -> bool {
         // The insert happens under the lock (shared: concurrent inserts
         // proceed) so that the accounting cannot interleave with a rotation
         // or a drop.
@@ -289,7 +294,7 @@ impl PartitionState {
                 .as_ref()
                 .filter(|a| a.approximate_size() < memtable_size)
             {
-                let charge = a.insert_shared(key, seq, value);
+                let charge = insert(a);
                 self.charge(charge);
                 return false;
             }
@@ -309,7 +314,7 @@ impl PartitionState {
                 Arc::new(Memtable::for_wal(wal))
             }
         };
-        let charge = active.insert_shared(key, seq, value);
+        let charge = insert(&active);
         tables.active = Some(active);
         self.charge(charge);
         rotated
