@@ -27,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::block::{Block, BlockIter};
 use super::bloom::{max_filter_len, BloomFilter};
@@ -374,7 +374,9 @@ impl Table {
             start: start.map(|s| seek_key(s, SeqNo::MAX)),
             started: false,
             done: false,
-            prev: None,
+            prev_key: Vec::new(),
+            prev_seq: None,
+            keys: BytesMut::new(),
         }
     }
 
@@ -442,8 +444,13 @@ impl Table {
     }
 }
 
-/// The entry under a data-block cursor; errors are relative to the block.
-fn decode_entry(it: &BlockIter) -> std::result::Result<Entry, DecodeError> {
+/// Bytes of key buffer a [`TableIter`] allocates at a time: the keys it
+/// returns are slices of one such buffer, not an allocation each.
+const KEY_CHUNK: usize = 4096;
+
+/// The entry under a data-block cursor, its user key copied into `keys`
+/// (shared, not allocated per key); errors are relative to the block.
+fn decode_entry(it: &BlockIter, keys: &mut BytesMut) -> std::result::Result<Entry, DecodeError> {
     let at = it.offset();
     let k = parse_internal_key(it.key()).map_err(|e| DecodeError::new(at, e.reason))?;
     let value = match k.kind {
@@ -453,8 +460,12 @@ fn decode_entry(it: &BlockIter) -> std::result::Result<Entry, DecodeError> {
             return Err(DecodeError::new(at, "tombstone with a non-empty value"));
         }
     };
+    if keys.capacity() - keys.len() < k.user_key.len() {
+        *keys = BytesMut::with_capacity(KEY_CHUNK.max(k.user_key.len()));
+    }
+    keys.extend_from_slice(k.user_key);
     Ok(Entry {
-        key: Bytes::copy_from_slice(k.user_key),
+        key: keys.split().freeze(),
         seq: k.seq,
         value,
     })
@@ -483,8 +494,12 @@ pub struct TableIter {
     start: Option<Vec<u8>>,
     started: bool,
     done: bool,
-    /// The last entry's user key and sequence number, to check the order.
-    prev: Option<(Bytes, SeqNo)>,
+    /// The last entry's user key and sequence number, to check the order
+    /// (`prev_seq` is `None` before the first entry).
+    prev_key: Vec<u8>,
+    prev_seq: Option<SeqNo>,
+    /// Where returned keys are copied (see [`KEY_CHUNK`]).
+    keys: BytesMut,
 }
 
 impl TableIter {
@@ -534,9 +549,12 @@ impl TableIter {
             };
             if it.valid() {
                 let base = *base;
-                let entry = decode_entry(it).map_err(|e| e.at(&self.table.path, base))?;
-                if let Some((k, s)) = &self.prev {
-                    if (k, std::cmp::Reverse(*s)) >= (&entry.key, std::cmp::Reverse(entry.seq)) {
+                let entry =
+                    decode_entry(it, &mut self.keys).map_err(|e| e.at(&self.table.path, base))?;
+                if let Some(s) = self.prev_seq {
+                    let order = crate::coding::compare_bytes(&self.prev_key, &entry.key)
+                        .then_with(|| entry.seq.cmp(&s));
+                    if order != std::cmp::Ordering::Less {
                         return Err(corruption(
                             &self.table.path,
                             base + it.offset() as u64,
@@ -544,7 +562,9 @@ impl TableIter {
                         ));
                     }
                 }
-                self.prev = Some((entry.key.clone(), entry.seq));
+                self.prev_key.clear();
+                self.prev_key.extend_from_slice(&entry.key);
+                self.prev_seq = Some(entry.seq);
                 return Ok(Some(entry));
             }
             self.index.advance().map_err(|e| self.index_error(e))?;
