@@ -363,7 +363,38 @@ const GOLDEN_TABLE: &[u8] = &[
     0x00, 0x09, 0x01, 0x6b, 0x01, 0x05, 0, 0, 0, 0, 0, 0, 0x76,
     0, 0, 0, 0, 0x01, 0, 0, 0,
     0x00, 0x85, 0xc2, 0x3b, 0xb1,
-    // filter @26: 8 bytes of bits, k = 7; trailer
+    // filter @26: one 64-byte block of bits (as in
+    // bloom::tests::golden_bytes_of_a_filter), tag 0x40 | k = 7; trailer
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0x08, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0,
+    0, 0x84, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x47,
+    0x00, 0x9b, 0xab, 0xb5, 0x38,
+    // properties @96; trailer
+    0x01, 0, 0, 0, 0x03, 0x01, 0x00, 0x01, 0x01, 0x01, 0x05, 0x05, 0x01, 0x6b, 0x01, 0x6b,
+    0x00, 0x70, 0xfb, 0x04, 0x57,
+    // index @117: last key k@5 -> handle (0, 21); restarts [0], n = 1; trailer
+    0x00, 0x09, 0x02, 0x6b, 0x01, 0x05, 0, 0, 0, 0, 0, 0, 0x00, 0x15,
+    0, 0, 0, 0, 0x01, 0, 0, 0,
+    0x00, 0xe5, 0xbf, 0x02, 0xbf,
+    // footer @144: index (117, 22), filter (26, 65), properties (96, 16)
+    0x75, 0, 0, 0, 0, 0, 0, 0, 0x16, 0, 0, 0, 0, 0, 0, 0,
+    0x1a, 0, 0, 0, 0, 0, 0, 0, 0x41, 0, 0, 0, 0, 0, 0, 0,
+    0x60, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0,
+    0x01, 0, 0, 0, 0x4d, 0x3f, 0x1c, 0x17,
+    b'k', b'a', b'l', b'a', b'm', b'S', b'S', b'T',
+];
+
+/// The same table as written before the blocked bloom layout: its filter
+/// is flat (8 bytes of bits, tag k = 7). Readers must keep accepting it.
+#[rustfmt::skip]
+const FLAT_FILTER_GOLDEN_TABLE: &[u8] = &[
+    // data block @0: one entry, restarts [0], n = 1; trailer
+    0x00, 0x09, 0x01, 0x6b, 0x01, 0x05, 0, 0, 0, 0, 0, 0, 0x76,
+    0, 0, 0, 0, 0x01, 0, 0, 0,
+    0x00, 0x85, 0xc2, 0x3b, 0xb1,
+    // filter @26: 8 bytes of bits, k = 7 (flat layout); trailer
     0x00, 0x88, 0x00, 0x10, 0x01, 0x20, 0x00, 0x44, 0x07,
     0x00, 0x04, 0xc2, 0xad, 0xd5,
     // properties @40; trailer
@@ -392,6 +423,37 @@ fn golden_bytes_of_a_tiny_table() {
     );
     assert_eq!(table.get(b"k", 4).unwrap(), None);
     assert_eq!(table.properties().partition_id, 3);
+    let filter = BloomFilter::decode(&GOLDEN_TABLE[26..91]).unwrap();
+    assert!(filter.is_blocked());
+    assert_eq!(table.metadata_size(), 22 + 64);
+}
+
+/// Tables whose filter has the flat layout (written before the blocked one)
+/// still open and answer, through that filter.
+#[test]
+fn tables_with_a_flat_filter_still_read() {
+    let table = open(FLAT_FILTER_GOLDEN_TABLE).unwrap();
+    let filter = BloomFilter::decode(&FLAT_FILTER_GOLDEN_TABLE[26..35]).unwrap();
+    assert!(!filter.is_blocked());
+    assert_eq!(table.metadata_size(), 22 + 8);
+    assert!(table.may_contain(b"k"));
+    assert_eq!(
+        table.get(b"k", 5).unwrap(),
+        Some(Value::Put(Bytes::from_static(b"v")))
+    );
+    assert_eq!(table.get(b"k", 4).unwrap(), None);
+    assert_eq!(table.properties().partition_id, 3);
+    // Only the filter differs from what is written now.
+    assert_eq!(FLAT_FILTER_GOLDEN_TABLE[..26], GOLDEN_TABLE[..26]);
+    assert_eq!(FLAT_FILTER_GOLDEN_TABLE[40..88], GOLDEN_TABLE[96..144]);
+    // Every flipped byte of the old table is still caught or harmless.
+    let mut model = Model::new();
+    model.insert((b"k".to_vec(), Reverse(5)), Some(b"v".to_vec()));
+    for i in 0..FLAT_FILTER_GOLDEN_TABLE.len() {
+        let mut bad = FLAT_FILTER_GOLDEN_TABLE.to_vec();
+        bad[i] ^= 0x20;
+        check_against_model(&bad, bad.len() as u64, &model, &format!("flip {i}"));
+    }
 }
 
 /// Every error, or a value the model agrees with; never a panic. Returns
@@ -537,12 +599,13 @@ fn decoders_never_panic_on_arbitrary_bytes() {
 
     let probe_key: &[u8] = b"k\x01\x05\0\0\0\0\0\0";
     let table = GOLDEN_TABLE;
-    let seeds: [&[u8]; 5] = [
-        &table[..21],    // data block
-        &table[61..83],  // index block
-        &table[26..35],  // filter
-        &table[40..56],  // properties
-        &table[88..152], // footer
+    let seeds: [&[u8]; 6] = [
+        &table[..21],                      // data block
+        &table[117..139],                  // index block
+        &table[26..91],                    // filter
+        &FLAT_FILTER_GOLDEN_TABLE[26..35], // flat filter
+        &table[96..112],                   // properties
+        &table[144..208],                  // footer
     ];
     let mut rng = Rng::new(99);
     for round in 0..50_000u64 {
@@ -598,13 +661,13 @@ fn oversized_filters_are_corruption() {
     };
     let (bytes, _) = build(&model, 3, &opts);
     assert!(open(&bytes).is_ok(), "100 bits per key is the most allowed");
-    // Rewrite everything from the filter on, with 8 more bytes of filter
-    // than one entry could need, and valid CRCs and footer.
+    // Rewrite everything from the filter on, with one more 64-byte block of
+    // filter than one entry could need, and valid CRCs and footer.
     let f = Footer::decode(&bytes[bytes.len() - 64..]).unwrap();
     let fh = f.filter.unwrap();
     let start = fh.offset as usize;
     let mut filter = bytes[start..start + fh.size as usize].to_vec();
-    filter.splice(0..0, [0u8; 8]);
+    filter.splice(0..0, [0u8; 64]);
     let mut out = bytes[..start].to_vec();
     let put = |contents: &[u8], out: &mut Vec<u8>| {
         let h = BlockHandle {
