@@ -256,6 +256,14 @@ fn dump(db: &Db) -> Result<Model, String> {
 }
 
 /// Whether `path` is a table file or partition directory (`/db/<id>/…`).
+/// Whether a fault fired on a non-table file (WAL, manifest, directory)
+/// since the session began at `session_from` in the fault log.
+fn poisonable(sim: &SimFs, session_from: usize) -> bool {
+    sim.fired_faults()
+        .get(session_from..)
+        .is_some_and(|f| f.iter().any(|(_, p)| !is_table_path(p)))
+}
+
 fn is_table_path(path: &Path) -> bool {
     let Ok(rest) = path.strip_prefix(DIR) else {
         return false;
@@ -340,9 +348,12 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
     }
     let steps = workload();
     let mut history: Vec<(Step, Status)> = Vec::new();
-    // Faults fired in this session (since the last open) on a path that is
-    // not a table file: the WAL or the manifest may be poisoned.
-    let mut poison_possible = false;
+    // Where this session's faults start in `sim.fired_faults()`: a fault
+    // fired since the last open on a path that is not a table file may have
+    // poisoned the WAL or the manifest — also one a background thread (the
+    // committer, the flush or compaction thread) hit between two steps or
+    // after a step's error was seen, so this is read from the log every time.
+    let mut session_from;
     let mut wal_failed = false;
     let mut ddl_failed = false;
     // A failed first open is an I/O error, and the next one (the fault
@@ -364,6 +375,8 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
             }
         }
     };
+    // Faults of the first open do not poison the session it opened.
+    session_from = sim.fired_faults().len();
     for (i, step) in steps.iter().enumerate() {
         let ctx = |what: &str| format!("step {i} {step:?}: {what}");
         let Some(open) = db.as_ref() else { break };
@@ -376,8 +389,7 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
         };
         // `poisoned:` needs a fault on the WAL or the manifest (not a table
         // file) in this session, this step included.
-        let may_be_poisoned =
-            |sim: &SimFs| poison_possible || fired_in(sim).iter().any(|(_, p)| !is_table_path(p));
+        let may_be_poisoned = |sim: &SimFs| poisonable(sim, session_from);
         match step {
             Step::Create(p) | Step::Drop(p) => {
                 let r = if matches!(step, Step::Create(_)) {
@@ -503,24 +515,23 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
                     let single_edit = matches!(step, Step::Flush(_) | Step::Compact(_));
                     if table_only
                         && single_edit
-                        && !poison_possible
+                        && !poisonable(&sim, session_from)
                         && manifest_bytes(&sim) != manifest_before
                     {
                         return Err(ctx(&format!(
                             "failed ({e}) on table files only ({fired:?}) but changed the manifest"
                         )));
                     }
-                    if table_only && single_edit && !poison_possible {
+                    if table_only && single_edit && !poisonable(&sim, session_from) {
                         seen.manifest_checks += 1;
                     }
-                    poison_possible |= fired.iter().any(|(_, p)| !is_table_path(p));
                     // The fault is gone (transient) or cleared now: retry.
                     sim.clear_faults();
                     seen.retried += 1;
                     let again = call(open);
                     match again {
                         Ok(()) => {}
-                        Err(_) if is_poisoned(&again) && poison_possible => {}
+                        Err(_) if is_poisoned(&again) && poisonable(&sim, session_from) => {}
                         Err(e2) => {
                             return Err(ctx(&format!(
                                 "failed with {e} (faults {fired:?}); the retry without faults failed: {e2}"
@@ -681,7 +692,7 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
                 }
                 // Recovery syncs what it replays: everything is durable now.
                 history.push((Step::SyncWal, Status::Durable));
-                poison_possible = false;
+                session_from = sim.fired_faults().len();
                 wal_failed = false;
                 ddl_failed = false;
                 db = Some(reopened);
@@ -690,9 +701,6 @@ fn run(plan: Option<Plan>) -> Result<(SimFs, Seen), String> {
         let fired = fired_in(&sim);
         if std::env::var("SWEEP_TRACE").is_ok() && !fired.is_empty() {
             eprintln!("     faults fired: {fired:?}");
-        }
-        if !matches!(step, Step::Reopen) {
-            poison_possible |= fired.iter().any(|(_, p)| !is_table_path(p));
         }
         if plan.is_some_and(|p| p.crash_early) && !sim.fired_faults().is_empty() {
             break;
