@@ -298,6 +298,11 @@ impl Inner {
                 Err(_) if self.partition_gone(&p) => Ok(false),
                 r => r,
             };
+            // Let go of the partition before reporting idle: a waiter (e.g.
+            // after a drop) may expect the dropped partition's directory,
+            // which goes with the last holder, to be gone once it wakes.
+            let id = p.id();
+            drop(p);
             let mut q = lock(&self.compaction);
             q.running = false;
             if result.is_ok() {
@@ -307,7 +312,7 @@ impl Inner {
                 // Dropped from the queue: retried at the partition's next
                 // flush, not in a hot loop.
                 q.last_error = Some(e.to_string());
-                q.pending.remove(&p.id());
+                q.pending.remove(&id);
                 drop(q);
                 // Writers stopped on level 0 get the error rather than wait.
                 self.wake_stalled();
