@@ -95,12 +95,11 @@ impl Ord for Head {
 enum MergeState {
     /// No source has been read yet.
     Unprimed,
-    /// Running. `refill` is the source whose head was last returned (with
-    /// that head's key and seq, to check the source's order): its next entry
-    /// is pulled lazily, at the start of the next call.
-    Running {
-        refill: Option<(usize, Bytes, SeqNo)>,
-    },
+    /// Running. `refill` is the source whose head was last returned: its
+    /// next entry is pulled lazily, at the start of the next call. (Sources
+    /// check their own order: a table reports entries out of order as
+    /// corruption.)
+    Running { refill: Option<usize> },
     /// Ended, by exhaustion or after yielding an error.
     Fused,
 }
@@ -146,27 +145,15 @@ impl MergeIter {
         }
     }
 
-    /// Pulls the next entry of source `src` into the heap. `prev` is the key
-    /// and seq of the entry it returned before, if any.
-    fn pull(&mut self, src: usize, prev: Option<(Bytes, SeqNo)>) -> Result<()> {
+    /// The next entry of source `src` as a heap slot (`None` at its end).
+    fn read(&mut self, src: usize) -> Result<Option<Head>> {
         let Some(source) = self.sources.get_mut(src) else {
-            return Ok(());
+            return Ok(None);
         };
         match source.next_entry() {
-            None => Ok(()),
+            None => Ok(None),
             Some(Err(e)) => Err(e),
-            Some(Ok(entry)) => {
-                if let Some((key, seq)) = prev {
-                    debug_assert!(
-                        (key.as_ref(), Reverse(seq)) < (entry.key.as_ref(), Reverse(entry.seq)),
-                        "source {src} is out of order: {key:?}/{seq} then {:?}/{}",
-                        entry.key,
-                        entry.seq
-                    );
-                }
-                self.heap.push(Reverse(Head { entry, src }));
-                Ok(())
-            }
+            Some(Ok(entry)) => Ok(Some(Head { entry, src })),
         }
     }
 }
@@ -177,11 +164,32 @@ impl Iterator for MergeIter {
     fn next(&mut self) -> Option<Result<Entry>> {
         let pulled = match std::mem::replace(&mut self.state, MergeState::Fused) {
             MergeState::Fused => return None,
-            MergeState::Unprimed => (0..self.sources.len()).try_for_each(|i| self.pull(i, None)),
+            MergeState::Unprimed => (0..self.sources.len()).try_for_each(|i| {
+                if let Some(head) = self.read(i)? {
+                    self.heap.push(Reverse(head));
+                }
+                Ok(())
+            }),
             MergeState::Running { refill: None } => Ok(()),
-            MergeState::Running {
-                refill: Some((src, key, seq)),
-            } => self.pull(src, Some((key, seq))),
+            MergeState::Running { refill: Some(src) } => match self.read(src) {
+                Ok(Some(head)) => {
+                    // Still the smallest (one source, or a run of one
+                    // source's keys): return it without a trip through the
+                    // heap.
+                    if self
+                        .heap
+                        .peek()
+                        .is_none_or(|Reverse(top)| head.cmp(top) == Ordering::Less)
+                    {
+                        self.state = MergeState::Running { refill: Some(src) };
+                        return Some(Ok(head.entry));
+                    }
+                    self.heap.push(Reverse(head));
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
         };
         // The state stays `Fused` on an error and at the end.
         if let Err(e) = pulled {
@@ -190,7 +198,7 @@ impl Iterator for MergeIter {
         }
         let Reverse(head) = self.heap.pop()?;
         self.state = MergeState::Running {
-            refill: Some((head.src, head.entry.key.clone(), head.entry.seq)),
+            refill: Some(head.src),
         };
         Some(Ok(head.entry))
     }
