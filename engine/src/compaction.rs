@@ -208,8 +208,6 @@ pub struct CompactionQueue {
     pub(crate) shutdown: bool,
     /// A compaction is running on the background thread.
     pub(crate) running: bool,
-    /// The last background compaction error.
-    pub(crate) last_error: Option<String>,
 }
 
 impl Inner {
@@ -305,13 +303,11 @@ impl Inner {
             drop(p);
             let mut q = lock(&self.compaction);
             q.running = false;
-            if result.is_ok() {
-                q.last_error = None;
-            }
-            if let Err(e) = result {
+            if result.is_err() {
                 // Dropped from the queue: retried at the partition's next
-                // flush, not in a hot loop.
-                q.last_error = Some(e.to_string());
+                // flush or when a writer stopped on its level 0 asks again,
+                // not in a hot loop. (`compact_step` recorded the error on
+                // the partition.)
                 q.pending.remove(&id);
                 drop(q);
                 // Writers stopped on level 0 get the error rather than wait.
@@ -329,6 +325,19 @@ impl Inner {
     /// # Errors
     /// I/O or corruption; the partition is unchanged.
     pub(crate) fn compact_step(&self, p: &Arc<PartitionState>) -> Result<bool> {
+        let result = self.compact_step_unrecorded(p);
+        match &result {
+            Ok(_) => p.set_compaction_failure(None),
+            // A partition dropped meanwhile has no writers left to tell.
+            Err(_) if self.partition_gone(p) => {}
+            Err(e) => p.set_compaction_failure(Some(e.to_string())),
+        }
+        result
+    }
+
+    /// [`compact_step`](Self::compact_step) without recording its outcome
+    /// on the partition.
+    fn compact_step_unrecorded(&self, p: &Arc<PartitionState>) -> Result<bool> {
         let mut guard = p.lock_compaction();
         let tuning = self.tuning();
         let Some((_, plan)) = pick(&p.levels().levels, &tuning, &guard.cursors) else {

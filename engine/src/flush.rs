@@ -219,7 +219,11 @@ impl Inner {
     /// WAL files no memtable needs.
     pub(crate) fn flush_partition(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _one_at_a_time = lock(&self.flush_lock);
-        self.flush_memtables(p)?;
+        let flushed = self.flush_memtables(p);
+        // Recorded on the partition: its stopped writers get this error
+        // instead of waiting, while other partitions' writers wait on.
+        p.set_flush_failure(flushed.as_ref().err().map(ToString::to_string));
+        flushed?;
         self.release_wals()
     }
 

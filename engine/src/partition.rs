@@ -45,6 +45,16 @@ pub struct PartitionState {
     usage: Arc<MemoryUsage>,
     /// The partition waits in the flush queue.
     queued: AtomicBool,
+    /// The errors of its last background flush and compaction, if they
+    /// failed; cleared by the next that succeeds.
+    failures: Mutex<Failures>,
+}
+
+/// A partition's background failures (see [`PartitionState::flush_failure`]).
+#[derive(Debug, Default)]
+struct Failures {
+    flush: Option<Box<str>>,
+    compaction: Option<Box<str>>,
 }
 
 /// Per-partition compaction state, under the partition's compaction lock.
@@ -103,7 +113,35 @@ impl PartitionState {
             compaction: Mutex::new(CompactionState::default()),
             usage,
             queued: AtomicBool::new(false),
+            failures: Mutex::new(Failures::default()),
         }
+    }
+
+    /// The error of the partition's last flush if it failed (no flush has
+    /// succeeded since). Its writers stopped on memtables waiting for a
+    /// flush get it instead of waiting.
+    pub(crate) fn flush_failure(&self) -> Option<String> {
+        lock(&self.failures).flush.as_deref().map(str::to_owned)
+    }
+
+    /// Records the outcome of a flush of this partition.
+    pub(crate) fn set_flush_failure(&self, error: Option<String>) {
+        lock(&self.failures).flush = error.map(String::into_boxed_str);
+    }
+
+    /// The error of the partition's last compaction if it failed (none has
+    /// succeeded since). Its writers stopped on level 0 get it instead of
+    /// waiting.
+    pub(crate) fn compaction_failure(&self) -> Option<String> {
+        lock(&self.failures)
+            .compaction
+            .as_deref()
+            .map(str::to_owned)
+    }
+
+    /// Records the outcome of a compaction step of this partition.
+    pub(crate) fn set_compaction_failure(&self, error: Option<String>) {
+        lock(&self.failures).compaction = error.map(String::into_boxed_str);
     }
 
     /// The directory of the partition's tables.

@@ -13,9 +13,11 @@
 //! every flush or compaction install, partition drop and shutdown; it then
 //! checks again. Async callers await it (no tokio worker blocks); the
 //! blocking [`Db::write`](crate::Db::write) waits on the thread. If the
-//! background flush has failed, a stopped writer gets that error instead of
-//! waiting for a flush that may never come. Time spent stalled is counted in
-//! `Stats::stall_micros`.
+//! stopped partition's last flush (or level-0 compaction) failed, its writer
+//! gets that error (`stalled: …`) instead of waiting for work that may never
+//! succeed, and the work is queued again; the failure is the partition's own
+//! (cleared by its next success), so other partitions' writers are not
+//! affected. Time spent stalled is counted in `Stats::stall_micros`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +39,12 @@ pub enum Stall {
     /// Wait for this completion (a flush or compaction finished), then ask
     /// again.
     Wait(Completion<()>),
+}
+
+/// The failed background work a stopped partition waits for.
+enum Failure {
+    Flush(String),
+    Compaction(String),
 }
 
 /// Most a slowed-down write waits.
@@ -78,6 +86,19 @@ impl Inner {
         None
     }
 
+    /// Why `p` stops its writers, if it does and the background work that
+    /// would resume them failed last time.
+    fn stop_failure(&self, p: &PartitionState) -> Option<Failure> {
+        if self.partition_stall(p) != Some(Duration::MAX) {
+            return None;
+        }
+        if p.immutable_count() >= self.options.max_immutable_memtables.max(1) {
+            p.flush_failure().map(Failure::Flush)
+        } else {
+            p.compaction_failure().map(Failure::Compaction)
+        }
+    }
+
     /// The stall for a write touching `partitions` (the worst of theirs).
     pub(crate) fn stall(&self, partitions: &[Arc<PartitionState>]) -> Result<Stall> {
         let worst = partitions
@@ -96,14 +117,30 @@ impl Inner {
                 {
                     return Ok(Stall::Go);
                 }
-                if let Some(e) = lock(&self.flush).last_error.clone() {
+                // A stopped partition whose flush (or level-0 compaction)
+                // failed: its writers get that error rather than wait for
+                // work that may never succeed, and the work is queued
+                // again, so that a passing failure (a full disk that was
+                // cleaned up) clears on a later write. Other partitions'
+                // writers wait on as usual.
+                if let Some((p, failure)) = partitions
+                    .iter()
+                    .find_map(|p| self.stop_failure(p).map(|f| (p, f)))
+                {
+                    drop(stalled);
+                    let what = match failure {
+                        Failure::Flush(e) => {
+                            self.schedule_flush(vec![p.clone()]);
+                            format!("its flush failed: {e}")
+                        }
+                        Failure::Compaction(e) => {
+                            self.schedule_compaction(p);
+                            format!("its level-0 compaction failed: {e}")
+                        }
+                    };
                     return Err(Error::Stalled(format!(
-                        "stalled: writes to this partition are stopped and its flush failed: {e}"
-                    )));
-                }
-                if let Some(e) = lock(&self.compaction).last_error.clone() {
-                    return Err(Error::Stalled(format!(
-                        "stalled: writes to this partition are stopped and compaction failed: {e}"
+                        "stalled: writes to partition {:?} are stopped and {what}",
+                        p.name()
                     )));
                 }
                 // Make sure the memtables that stop the writers are queued
