@@ -288,7 +288,10 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Inserts one version (copying the bytes); see [`insert_shared`](Self::insert_shared).
+    /// Inserts one version (the memtable copies the bytes); returns whether
+    /// the active memtable was rotated to immutable first (it had reached
+    /// `memtable_size`). A new memtable records `wal`, the WAL file the
+    /// entry was written to.
     pub fn insert(
         &self,
         key: &[u8],
@@ -300,22 +303,8 @@ impl PartitionState {
         self.insert_with(|m| m.insert(key, seq, value), memtable_size, wal)
     }
 
-    /// Inserts one version; returns whether the active memtable was rotated
-    /// to immutable first (it had reached `memtable_size`). A new memtable
-    /// records `wal`, the WAL file the entry was written to.
-    pub fn insert_shared(
-        &self,
-        key: Bytes,
-        seq: SeqNo,
-        value: Option<Bytes>,
-        memtable_size: usize,
-        wal: u64,
-    ) -> bool {
-        self.insert_with(|m| m.insert_shared(key, seq, value), memtable_size, wal)
-    }
-
     /// Runs `insert` (which returns its charge) on the active memtable,
-    /// rotating it first if full; see [`insert_shared`](Self::insert_shared).
+    /// rotating it first if full; see [`insert`](Self::insert).
     fn insert_with(
         &self,
         insert: impl FnOnce(&Memtable) -> usize,

@@ -13,9 +13,12 @@
 //! the OS page cache, and a sync write of this session must not become
 //! durable while they are not.
 //!
-//! Replay sorts the operations by (partition, key, sequence) before inserting
-//! them, and inserts contiguous runs of them from a few threads: skip-list
-//! inserts in key order are several times faster than in log order.
+//! Replay validates every file first (pass 1, one file in memory at a
+//! time), then applies them one file at a time (pass 2, reading each again):
+//! a file's operations are sorted by (partition, key, sequence) before they
+//! are inserted, as skip-list inserts in key order are several times faster
+//! than in log order. At most one WAL file and its operations are in memory
+//! besides the memtables, which copy what they keep.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +49,7 @@ pub struct Recovered {
     pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
-/// One operation found in the WAL; key and value are ranges of the arena
+/// One operation found in a WAL file; key and value are ranges of the arena
 /// (a record spanning blocks is reassembled, so payloads cannot be borrowed
 /// from the file's bytes).
 struct Replayed {
@@ -57,6 +60,68 @@ struct Replayed {
     seq: SeqNo,
     key: std::ops::Range<usize>,
     value: Option<std::ops::Range<usize>>,
+}
+
+/// Inserts the operations of one validated WAL file (`data`) that belong to
+/// live partitions and are not yet in their tables, sorted by (partition,
+/// key, sequence): key order makes the skip-list inserts several times
+/// faster, and each key's versions go in oldest first. Memtables do not
+/// rotate during replay (`usize::MAX`): a flushed memtable must cover a
+/// contiguous range of its partition's sequence numbers, which rotating in
+/// key order would break; oversized ones are flushed after the open.
+fn apply_file(
+    path: &Path,
+    data: &[u8],
+    by_id: &HashMap<u64, &Arc<PartitionState>>,
+    first_wal: u64,
+) -> Result<()> {
+    let mut ops: Vec<Replayed> = Vec::new();
+    let mut arena: Vec<u8> = Vec::with_capacity(data.len());
+    read_log(data, |_, payload| {
+        if crate::batch::decode_previous_wal(payload)?.is_some() {
+            return Ok(());
+        }
+        decode_batch(payload, |op| {
+            let live = by_id
+                .get(&op.partition)
+                .is_some_and(|p| op.seq > p.flushed_seq());
+            if live {
+                let key = arena.len()..arena.len() + op.key.len();
+                arena.extend_from_slice(op.key);
+                let value = op.value.map(|v| {
+                    let r = arena.len()..arena.len() + v.len();
+                    arena.extend_from_slice(v);
+                    r
+                });
+                let mut head = [0u8; 8];
+                let n = op.key.len().min(8);
+                head[..n].copy_from_slice(&op.key[..n]);
+                ops.push(Replayed {
+                    partition: op.partition,
+                    prefix: u64::from_be_bytes(head),
+                    seq: op.seq,
+                    key,
+                    value,
+                });
+            }
+            Ok(())
+        })
+    })
+    .map_err(|c| corruption(path, c.offset, c.reason))?;
+    ops.sort_unstable_by(|a, b| {
+        a.partition
+            .cmp(&b.partition)
+            .then_with(|| a.prefix.cmp(&b.prefix))
+            .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
+            .then_with(|| a.seq.cmp(&b.seq))
+    });
+    for op in &ops {
+        if let Some(p) = by_id.get(&op.partition) {
+            let value = op.value.clone().map(|r| &arena[r]);
+            p.insert(&arena[op.key.clone()], op.seq, value, usize::MAX, first_wal);
+        }
+    }
+    Ok(())
 }
 
 /// What the manifest says that the WAL must agree with.
@@ -126,7 +191,8 @@ pub fn replay(
 
     // Pass 1: read and validate every file; cut a torn tail and drop the
     // files after it.
-    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    // The files kept, with their lengths (after any cut).
+    let mut files: Vec<(PathBuf, u64)> = Vec::new();
     let mut last_seq: SeqNo = 0;
     // The sequence number known to come right before the next write batch:
     // the last one replayed, or where a file started by an open begins.
@@ -190,8 +256,8 @@ pub fn replay(
         // (and nothing in it, such as a jump over the lost numbers, is held
         // against the log).
         let previous_short = match (previous_len, files.last()) {
-            (Some((prev_number, prev_len)), Some((_, prev_data))) => {
-                i > 0 && numbers[i - 1] == prev_number && (prev_data.len() as u64) < prev_len
+            (Some((prev_number, prev_len)), Some((_, prev_data_len))) => {
+                i > 0 && numbers[i - 1] == prev_number && *prev_data_len < prev_len
             }
             _ => false,
         };
@@ -215,8 +281,8 @@ pub fn replay(
             // The records lost end the previous file when this file starts
             // with the jump.
             let (damaged, at) = match files.last() {
-                Some((prev, prev_data)) if known_before == Some(before) => {
-                    (prev.clone(), prev_data.len() as u64)
+                Some((prev, prev_data_len)) if known_before == Some(before) => {
+                    (prev.clone(), *prev_data_len)
                 }
                 _ => (path.clone(), offset),
             };
@@ -261,11 +327,11 @@ pub fn replay(
         };
         // The previous file lost bytes that existed when this one started:
         // its unsynced tail is gone, so nothing from here on may be replayed.
-        if let (Some((prev_number, prev_len)), Some((prev_path, prev_data))) =
+        if let (Some((prev_number, prev_len)), Some((prev_path, prev_data_len))) =
             (previous_len, files.last())
         {
             let prev_is_that_file = i > 0 && numbers[i - 1] == prev_number;
-            if prev_is_that_file && (prev_data.len() as u64) < prev_len {
+            if prev_is_that_file && *prev_data_len < prev_len {
                 // Nothing of this file is replayed: its sequence numbers are
                 // not used (the next open continues after the previous file).
                 last_seq = seq_before;
@@ -273,7 +339,7 @@ pub fn replay(
                 if let Some(k) = known.filter(|&k| k < manifest.last_sequence) {
                     return Err(corruption(
                         prev_path,
-                        prev_data.len() as u64,
+                        *prev_data_len,
                         format!(
                             "{prev_len} bytes when {} started, but it ends after sequence \
                              {k} and sequence numbers up to {} were durable",
@@ -307,7 +373,7 @@ pub fn replay(
             }
             fs.truncate(&path, offset)?;
             data.truncate(usize::try_from(offset).unwrap_or(data.len()));
-            files.push((path, data));
+            files.push((path, data.len() as u64));
             let later = &numbers[i + 1..];
             for n in later {
                 fs.remove_file(&dir.join(wal_file_name(*n)))?;
@@ -317,18 +383,18 @@ pub fn replay(
             }
             break;
         }
-        files.push((path, data));
+        files.push((path, data.len() as u64));
     }
 
     // However the log ends, it holds every durable sequence number (the
     // checks above cover a torn tail; this one a log cut at a record
     // boundary, which reads as a clean end).
-    if let (Some((path, data)), Some(k)) =
+    if let (Some((path, data_len)), Some(k)) =
         (files.last(), known.filter(|&k| k < manifest.last_sequence))
     {
         return Err(corruption(
             path,
-            data.len() as u64,
+            *data_len,
             format!(
                 "the log ends after sequence {k}, but sequence numbers up to {} \
                  were durable (recorded in {}): records were lost",
@@ -343,112 +409,32 @@ pub fn replay(
         fs.open_append(path)?.sync_data()?;
     }
 
-    // Pass 2: collect the operations of live partitions, sort, insert.
-    let by_id: HashMap<u64, &Arc<PartitionState>> =
-        partitions.values().map(|p| (p.id(), p)).collect();
-    let mut ops: Vec<Replayed> = Vec::new();
-    let mut arena: Vec<u8> = Vec::with_capacity(files.iter().map(|(_, d)| d.len()).sum());
-    for (path, data) in &files {
-        read_log(data, |_, payload| {
-            if crate::batch::decode_previous_wal(payload)?.is_some() {
-                return Ok(());
-            }
-            decode_batch(payload, |op| {
-                let live = by_id
-                    .get(&op.partition)
-                    .is_some_and(|p| op.seq > p.flushed_seq());
-                if live {
-                    let key = arena.len()..arena.len() + op.key.len();
-                    arena.extend_from_slice(op.key);
-                    let value = op.value.map(|v| {
-                        let r = arena.len()..arena.len() + v.len();
-                        arena.extend_from_slice(v);
-                        r
-                    });
-                    let mut head = [0u8; 8];
-                    let n = op.key.len().min(8);
-                    head[..n].copy_from_slice(&op.key[..n]);
-                    ops.push(Replayed {
-                        partition: op.partition,
-                        prefix: u64::from_be_bytes(head),
-                        seq: op.seq,
-                        key,
-                        value,
-                    });
-                }
-                Ok(())
-            })
-        })
-        .map_err(|c| corruption(path, c.offset, c.reason))?;
-    }
     let kept: std::collections::BTreeMap<u64, u64> = numbers
         .iter()
         .zip(&files)
-        .map(|(n, (_, data))| (*n, data.len() as u64))
+        .map(|(n, (_, len))| (*n, *len))
         .collect();
     let first_wal = kept.keys().next().copied().unwrap_or(next_wal_number);
-    drop(files);
-    let arena = bytes::Bytes::from(arena);
-    ops.sort_unstable_by(|a, b| {
-        a.partition
-            .cmp(&b.partition)
-            .then_with(|| a.prefix.cmp(&b.prefix))
-            .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
-            // Oldest version first: if the memtable rotates between two
-            // versions of a key, the newer one must land in the newer table
-            // (reads stop at the newest table that knows the key).
-            .then_with(|| a.seq.cmp(&b.seq))
-    });
-    // Contiguous runs of the sorted operations go to a few threads: each
-    // inserts in key order into its own key range, so they rarely meet in a
-    // skip list (which takes concurrent inserts anyway). Runs end at key
-    // boundaries, so all versions of a key are inserted by one thread,
-    // oldest first.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let chunk = ops.len().div_ceil(threads).max(1 << 14);
-    let same_key = |a: &Replayed, b: &Replayed| {
-        a.partition == b.partition && arena[a.key.clone()] == arena[b.key.clone()]
-    };
-    let mut runs: Vec<&[Replayed]> = Vec::new();
-    let mut rest: &[Replayed] = &ops;
-    while !rest.is_empty() {
-        let mut end = chunk.min(rest.len());
-        while end < rest.len() && same_key(&rest[end - 1], &rest[end]) {
-            end += 1;
+
+    // Pass 2, one file at a time: collect the operations of live
+    // partitions, sort, insert.
+    let by_id: HashMap<u64, &Arc<PartitionState>> =
+        partitions.values().map(|p| (p.id(), p)).collect();
+    for (path, len) in &files {
+        let mut data = crate::fs::read_file(fs.as_ref(), path)?;
+        if (data.len() as u64) < *len {
+            return Err(corruption(
+                path,
+                data.len() as u64,
+                format!(
+                    "the file shrank to {} bytes during recovery (was {len})",
+                    data.len()
+                ),
+            ));
         }
-        let (run, tail) = rest.split_at(end);
-        runs.push(run);
-        rest = tail;
+        data.truncate(usize::try_from(*len).unwrap_or(data.len()));
+        apply_file(path, &data, &by_id, first_wal)?;
     }
-    // One memtable per partition, however large: a flushed memtable must
-    // cover a contiguous range of its partition's sequence numbers, which
-    // rotating in key order would break. Oversized ones are flushed at open.
-    let insert = |run: &[Replayed]| {
-        for op in run {
-            if let Some(p) = by_id.get(&op.partition) {
-                let value = op.value.clone().map(|r| arena.slice(r));
-                p.insert_shared(
-                    arena.slice(op.key.clone()),
-                    op.seq,
-                    value,
-                    usize::MAX,
-                    first_wal,
-                );
-            }
-        }
-    };
-    std::thread::scope(|scope| {
-        let mut runs = runs.into_iter();
-        let first = runs.next();
-        for run in runs {
-            scope.spawn(move || insert(run));
-        }
-        if let Some(run) = first {
-            insert(run);
-        }
-    });
     Ok(Recovered {
         last_seq,
         next_wal_number,
