@@ -157,6 +157,10 @@ impl Stats {
     }
 }
 
+/// Recovered memtables of at least this many bytes (or `memtable_size`,
+/// if smaller) are flushed to tables during `Db::open`.
+const RECOVERY_FLUSH_MIN: usize = 1 << 20;
+
 /// The shape of one partition, from [`Db::partition_stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionStats {
@@ -429,14 +433,22 @@ impl Db {
             let _flushes = lock(&inner.flush_lock);
             inner.release_wals()?;
         }
-        // Recovered memtables over the size limit are flushed right away.
-        let big: Vec<Arc<PartitionState>> = inner
-            .partitions_snapshot()
-            .into_iter()
-            .filter(|p| p.memory() >= inner.options.memtable_size && p.rotate())
-            .collect();
-        if !big.is_empty() {
-            inner.schedule_flush(big);
+        // Recovered memtables of some size are flushed before the open
+        // returns, as RocksDB does: the replayed data then lives in tables
+        // (not in memory for the whole session), and the WAL files go.
+        // Small ones stay: a database of many light partitions would
+        // otherwise write a table per partition at every open. (The WAL
+        // limit bounds how many tables this writes.)
+        // A failed flush does not fail the open (the data is safe in the
+        // WAL): the memtable waits as an immutable one, as after a failed
+        // background flush, and `wait_for_flushes` reports the error.
+        let min = RECOVERY_FLUSH_MIN.min(inner.options.memtable_size);
+        for p in inner.partitions_snapshot() {
+            if p.memory() >= min && p.rotate() {
+                if let Err(e) = inner.flush_partition(&p) {
+                    lock(&inner.flush).last_error = Some(e.to_string());
+                }
+            }
         }
         // The recovered memtables and WAL files may exceed the budget or
         // the WAL limit.

@@ -892,3 +892,60 @@ fn replay_of_many_versions_across_rotating_memtables_reads_the_newest() {
         assert_eq!(scan_all(&db, name), want, "scan of {name}");
     }
 }
+
+/// A reopen flushes each recovered memtable of at least 1 MiB to a table
+/// before `open` returns (its data then leaves memory, and its WAL files
+/// go), and keeps smaller ones in memory (a database of many light
+/// partitions must not write a table per partition at every open).
+#[test]
+fn reopen_flushes_large_recovered_memtables_and_keeps_small_ones() {
+    let sim = SimFs::new();
+    let n = 20_000;
+    {
+        let db = open(&sim);
+        db.create_partition("big").expect("create");
+        db.create_partition("small").expect("create");
+        // ~0.9 MiB of keys and values, ~1.5 MiB with the memtable's
+        // per-entry overhead: over 1 MiB.
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let ops: Vec<_> = chunk
+                .iter()
+                .map(|&i| put("big", key(i), value(i)))
+                .collect();
+            db.write(ops, None).expect("write");
+        }
+        for i in 0..50 {
+            db.write([put("small", key(i), value(i))], None)
+                .expect("write");
+        }
+        db.sync_wal().expect("sync");
+        let s = db.stats();
+        assert_eq!((s.tables, s.flushes), (0, 0), "{s:?}");
+    }
+    let db = open(&sim);
+    let big = db.partition_stats("big").expect("stats");
+    assert_eq!(
+        (big.memtables, big.memtable_bytes),
+        (0, 0),
+        "big was flushed at open: {big:?}"
+    );
+    assert!(big.tables >= 1, "{big:?}");
+    let small = db.partition_stats("small").expect("stats");
+    assert!(
+        small.memtables == 1 && small.memtable_bytes > 0 && small.tables == 0,
+        "small stays in memory: {small:?}"
+    );
+    assert_eq!(db.stats().flushes, 1);
+    let got = scan_all(&db, "big");
+    assert_eq!(got.len(), n);
+    for (i, (k, v)) in got.iter().enumerate() {
+        assert_eq!((k, v), (&key(i), &value(i)));
+    }
+    assert_eq!(scan_all(&db, "small").len(), 50);
+    drop(db);
+    // And again: nothing more to flush; the data is all there.
+    let db = open(&sim);
+    assert_eq!(db.stats().flushes, 0);
+    assert_eq!(scan_all(&db, "big").len(), n);
+    assert_eq!(scan_all(&db, "small").len(), 50);
+}
