@@ -500,13 +500,6 @@ impl Memtable {
         charge
     }
 
-    /// As [`insert`](Self::insert), taking shared buffers (recovery slices
-    /// one buffer holding every replayed key and value); the bytes are copied
-    /// into the arena all the same.
-    pub fn insert_shared(&self, key: Bytes, seq: SeqNo, value: Option<Bytes>) -> usize {
-        self.insert(&key, seq, value.as_deref())
-    }
-
     /// Walks down from the top `levels` levels to the first node at or after
     /// the internal key `(key, seq)` (null if none), recording in `preds`
     /// the last node before it at each level walked.
@@ -870,11 +863,7 @@ mod tests {
             t.insert(k, i as SeqNo + 1, Some(k));
         }
         for (i, k) in keys.iter().enumerate().step_by(2) {
-            t.insert_shared(
-                Bytes::copy_from_slice(k),
-                i as SeqNo + 1,
-                Some(Bytes::copy_from_slice(k)),
-            );
+            t.insert(k, i as SeqNo + 1, Some(k));
         }
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(t.get(k, SeqNo::MAX), put(k), "key of {} bytes", k.len());
@@ -1105,15 +1094,7 @@ mod tests {
                             };
                             Some((0..len).map(|_| rng.next() as u8).collect())
                         };
-                        size += if rng.below(2) == 0 {
-                            t.insert(&key, seq, value.as_deref())
-                        } else {
-                            t.insert_shared(
-                                Bytes::copy_from_slice(&key),
-                                seq,
-                                value.as_deref().map(Bytes::copy_from_slice),
-                            )
-                        };
+                        size += t.insert(&key, seq, value.as_deref());
                         model.insert((key, std::cmp::Reverse(seq)), value);
                     }
                     6..=8 => {

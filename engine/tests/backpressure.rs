@@ -25,6 +25,21 @@ fn put(db: &Db, p: &str, key: String, value: Vec<u8>) {
     .expect("write");
 }
 
+/// Waits until the writer counting in `done` makes no progress for 100 ms
+/// (or `finished`, or 20 s pass).
+fn wait_until_stuck(done: &AtomicUsize, finished: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = usize::MAX;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = done.load(Ordering::SeqCst);
+        if now == last || Instant::now() > deadline || finished() {
+            break;
+        }
+        last = now;
+    }
+}
+
 #[test]
 fn a_partition_behind_on_flushes_stops_only_its_own_writers() {
     let sim = SimFs::new();
@@ -51,16 +66,7 @@ fn a_partition_behind_on_flushes_stops_only_its_own_writers() {
         })
     };
     // The hot writer fills two memtables and a bit, then stops.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = usize::MAX;
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = done.load(Ordering::SeqCst);
-        if now == last || Instant::now() > deadline {
-            break;
-        }
-        last = now;
-    }
+    wait_until_stuck(&done, || false);
     let stopped_at = done.load(Ordering::SeqCst);
     assert!(stopped_at < 60, "the hot writer was stopped ({stopped_at})");
     assert!(db.stats().memtables >= 2);
@@ -211,16 +217,7 @@ fn a_failing_partition_fails_only_its_own_stopped_writers_and_recovers() {
             Ok::<(), Error>(())
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = usize::MAX;
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = done.load(Ordering::SeqCst);
-        if now == last || Instant::now() > deadline || writer.is_finished() {
-            break;
-        }
-        last = now;
-    }
+    wait_until_stuck(&done, || writer.is_finished());
     if writer.is_finished() {
         gate.release();
         panic!("good's writer did not wait: {:?}", writer.join());
