@@ -86,12 +86,9 @@ impl Inner {
         None
     }
 
-    /// Why `p` stops its writers, if it does and the background work that
-    /// would resume them failed last time.
+    /// The failure of the background work that would resume the stopped
+    /// partition `p`, if that work failed last time.
     fn stop_failure(&self, p: &PartitionState) -> Option<Failure> {
-        if self.partition_stall(p) != Some(Duration::MAX) {
-            return None;
-        }
         if p.immutable_count() >= self.options.max_immutable_memtables.max(1) {
             p.flush_failure().map(Failure::Flush)
         } else {
@@ -111,10 +108,11 @@ impl Inner {
                 let mut stalled = lock(&self.stalled);
                 // Checked again under the lock: an install that happened
                 // since the check above has already woken the old waiters.
-                if !partitions
+                let stopped: Vec<&Arc<PartitionState>> = partitions
                     .iter()
-                    .any(|p| self.partition_stall(p) == Some(Duration::MAX))
-                {
+                    .filter(|p| self.partition_stall(p) == Some(Duration::MAX))
+                    .collect();
+                if stopped.is_empty() {
                     return Ok(Stall::Go);
                 }
                 // A stopped partition whose flush (or level-0 compaction)
@@ -123,9 +121,9 @@ impl Inner {
                 // again, so that a passing failure (a full disk that was
                 // cleaned up) clears on a later write. Other partitions'
                 // writers wait on as usual.
-                if let Some((p, failure)) = partitions
+                if let Some((p, failure)) = stopped
                     .iter()
-                    .find_map(|p| self.stop_failure(p).map(|f| (p, f)))
+                    .find_map(|p| self.stop_failure(p).map(|f| (*p, f)))
                 {
                     drop(stalled);
                     let what = match failure {
@@ -143,8 +141,7 @@ impl Inner {
                         p.name()
                     )));
                 }
-                // Make sure the memtables that stop the writers are queued
-                // (a failed flush is not retried on its own).
+                // Make sure the memtables that stop the writers are queued.
                 let waiting: Vec<Arc<PartitionState>> = partitions
                     .iter()
                     .filter(|p| p.immutable_count() > 0)
