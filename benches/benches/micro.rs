@@ -124,14 +124,14 @@ fn wal(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal");
     g.throughput(Throughput::Bytes(record.len() as u64));
     let mut number = 1;
-    let mut writer = WalWriter::create(&fs, &dir, number).ok();
+    let mut writer = WalWriter::create(&fs, &dir, number, 1 << 20).ok();
     g.bench_function("append 132B (no sync)", |b| {
         b.iter(|| {
             let Some(w) = writer.as_mut() else { return };
             if w.len() > 64 << 20 {
                 number += 1;
                 let _ = std::fs::remove_file(w.path());
-                *w = match WalWriter::create(&fs, &dir, number) {
+                *w = match WalWriter::create(&fs, &dir, number, 1 << 20) {
                     Ok(w) => w,
                     Err(_) => return,
                 };

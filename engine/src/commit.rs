@@ -298,7 +298,8 @@ impl Inner {
     /// `first_seq` is the sequence number of the first batch it will hold.
     fn rotate(&self, wal: &mut WalWriter, first_seq: SeqNo) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
-        let mut fresh = WalWriter::create(&self.fs, &self.dir, number)?;
+        let mut fresh =
+            WalWriter::create(&self.fs, &self.dir, number, self.options.wal_preallocate)?;
         // The new file starts by naming the old one's length, so recovery can
         // tell if the old file lost its unsynced tail (see batch::TAG_PREVIOUS_WAL).
         let header = crate::batch::encode_previous_wal(wal.number(), wal.len());

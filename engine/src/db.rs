@@ -337,7 +337,12 @@ impl Db {
             wal_starts: state.wal_starts.clone(),
         };
         let recovered = recovery::replay(&fs, &dir, &partitions, &facts)?;
-        let wal = WalWriter::create(&fs, &dir, recovered.next_wal_number)?;
+        let wal = WalWriter::create(
+            &fs,
+            &dir,
+            recovered.next_wal_number,
+            options.wal_preallocate,
+        )?;
         fs.sync_dir(&dir)?;
         let current_sync: SyncHandle = Arc::new(Mutex::new(wal.sync_handle(&fs)?));
         let wals = WalSpace::new(recovered.wal_files.clone(), recovered.next_wal_number);

@@ -304,6 +304,17 @@ pub fn replay(
             Err(_) if previous_short => LogEnd::Clean,
             end => end.map_err(|c| corruption(&path, c.offset, c.reason))?,
         };
+        // Preallocated space never written: the log ends cleanly where the
+        // zeros start. They are cut, so a kept file holds only its records
+        // and its length is the one a later file's previous-WAL record names.
+        let end = match end {
+            LogEnd::ZeroTail { offset } => {
+                fs.truncate(&path, offset)?;
+                data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+                LogEnd::Clean
+            }
+            end => end,
+        };
         if let Some(seq) = first_batch.or(start) {
             wal_starts.insert(*number, seq);
         }

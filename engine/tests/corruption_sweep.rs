@@ -215,6 +215,8 @@ fn options(sim: &SimFs) -> Options {
         target_file_size: 320,
         // Rotations: files that start with a previous-WAL record.
         wal_file_size: 512,
+        // Each WAL file ends in preallocated zeros, which are swept too.
+        wal_preallocate: 768,
         // Compaction runs only when the history asks; reads after damage
         // see exactly the files on disk.
         disable_auto_compactions: true,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use kalamdb_lsm::fs::sim::{CrashMode, Fault, FaultError, OpKind};
 use kalamdb_lsm::fs::{Fs, RealFs, SimFs};
+use kalamdb_lsm::wal::reader::{read_log, LogEnd};
 use kalamdb_lsm::wal::writer::{parse_wal_file_name, wal_file_name};
 use kalamdb_lsm::{Db, Error, Options, WriteOp};
 
@@ -689,12 +690,116 @@ fn second_open_of_the_same_dir_is_locked_real_fs() {
     assert_eq!(db.get("a", b"k").unwrap(), Some(b"v".to_vec()));
 }
 
+// --- Preallocated WAL files ------------------------------------------------
+
+/// WAL files grow in 1 MiB steps of zeros; recovery ends each log where its
+/// records end, keeps every rotated file (their previous-WAL records name
+/// the record bytes, not the file size) and cuts the zeros.
+#[test]
+fn preallocated_wal_files_recover_whole_across_rotations_and_crashes() {
+    const STEP: u64 = 1 << 20;
+    for mode in MODES {
+        for seed in 0..4 {
+            let sim = SimFs::new();
+            let db = open_with(&sim, 32 << 10);
+            db.create_partition("a").unwrap();
+            db.create_partition("b").unwrap();
+            write_pairs(&db, 0..1500, |i| i == 1499);
+            let numbers = wal_numbers(&sim);
+            assert!(numbers.len() >= 3, "rotated: {numbers:?}");
+            for n in &numbers {
+                let size = sim.file_size(&wal_path(*n)).unwrap();
+                assert_eq!(size % STEP, 0, "{n}: preallocated in steps, {size}");
+            }
+            sim.crash_with(mode, seed);
+            drop(db);
+            let context = format!("{mode:?} seed {seed}");
+            let db = open_with(&sim, 32 << 10);
+            assert_eq!(recovered_prefix(&db, 1500, &context), 1500, "{context}");
+            for n in numbers {
+                let Ok(size) = sim.file_size(&wal_path(n)) else {
+                    continue; // flushed and deleted
+                };
+                assert!(size < STEP, "{context}: {n} keeps its zeros: {size}");
+            }
+            drop(db);
+            let db = open_with(&sim, 32 << 10);
+            assert_eq!(recovered_prefix(&db, 1500, &context), 1500, "{context}");
+        }
+    }
+}
+
+/// The same on the host file system: the file is extended sparsely, a
+/// clean close leaves the zeros, and the next open cuts them.
+#[test]
+fn preallocated_wal_on_the_real_fs_is_cut_at_reopen() {
+    struct TempDir(PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "kalamdb-lsm-write-path-prealloc-{}",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let opts = || Options {
+        fs: Arc::new(RealFs::new()),
+        ..Options::default()
+    };
+    let wals = || -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let n = parse_wal_file_name(e.file_name().to_str()?)?;
+                Some((n, e.metadata().unwrap().len()))
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let db = Db::open(&dir.0, opts()).unwrap();
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    write_pairs(&db, 0..200, |i| i % 50 == 0);
+    drop(db);
+    let before = wals();
+    assert_eq!(before.last().map(|w| w.1), Some(1 << 20), "{before:?}");
+    let db = Db::open(&dir.0, opts()).unwrap();
+    assert_eq!(recovered_prefix(&db, 200, "real fs"), 200);
+    let (n, size) = before[before.len() - 1];
+    let after = wals();
+    let kept = after
+        .iter()
+        .find(|w| w.0 == n)
+        .expect("the small WAL is kept");
+    assert!(kept.1 > 0 && kept.1 < size, "cut to its records: {after:?}");
+    write_pairs(&db, 200..300, |_| false);
+    drop(db);
+    let db = Db::open(&dir.0, opts()).unwrap();
+    assert_eq!(recovered_prefix(&db, 300, "real fs, second reopen"), 300);
+}
+
 // --- Torn tails and corruption ---------------------------------------------
 
 /// A crash that tears the last WAL record mid-record (here a record spanning
 /// several 32 KiB blocks): reopen cuts it, and later sessions work on top.
 #[test]
 fn torn_tail_is_cut_and_later_reopens_work() {
+    // Preallocated in 4 KiB steps: few zeros after the record, so most
+    // crashes cut inside it rather than in the zeros.
+    let open = |sim: &SimFs| {
+        Db::open(
+            DIR,
+            Options {
+                wal_preallocate: 4096,
+                ..options(sim)
+            },
+        )
+        .expect("open")
+    };
     let mut torn = 0;
     for mode in [CrashMode::TearTail, CrashMode::TearAndGarble] {
         for seed in 0..48 {
@@ -704,8 +809,10 @@ fn torn_tail_is_cut_and_later_reopens_work() {
             db.create_partition("a").unwrap();
             db.create_partition("b").unwrap();
             write_pairs(&db, 0..30, |i| i == 29);
-            let synced = sim.file_state(&wal_path(1)).unwrap();
-            assert_eq!(synced.len, synced.synced_len);
+            let synced = records_end(&sim, &wal_path(1));
+            let state = sim.file_state(&wal_path(1)).unwrap();
+            assert_eq!(state.len, state.synced_len);
+            assert!(synced < state.len, "preallocated: {synced} of {state:?}");
             // The last record: ~100 KB over both partitions, unsynced.
             db.write(
                 [
@@ -715,11 +822,10 @@ fn torn_tail_is_cut_and_later_reopens_work() {
                 Some(false),
             )
             .unwrap();
-            let full = sim.file_state(&wal_path(1)).unwrap().len;
             sim.crash_with(mode, seed);
             drop(db);
-            let after = sim.file_state(&wal_path(1)).unwrap().len;
-            if after == synced.len || after == full {
+            let data = sim.contents(&wal_path(1)).unwrap();
+            if read_log(&data, |_, _| Ok(())) != Ok(LogEnd::TornTail { offset: synced }) {
                 continue; // the crash kept none or all of the record
             }
             torn += 1;
@@ -731,9 +837,8 @@ fn torn_tail_is_cut_and_later_reopens_work() {
             // trailer of < 7 zero bytes).
             let cut = sim.file_state(&wal_path(1)).unwrap().len;
             assert!(
-                (synced.len..synced.len + 7).contains(&cut),
-                "{context}: the torn tail was not cut back to the last record: {cut} vs {}",
-                synced.len
+                (synced..synced + 7).contains(&cut),
+                "{context}: the torn tail was not cut back to the last record: {cut} vs {synced}"
             );
             write_pairs(&db, 30..40, |i| i == 39);
             drop(db);
@@ -746,6 +851,16 @@ fn torn_tail_is_cut_and_later_reopens_work() {
         }
     }
     assert!(torn >= 20, "only {torn} crashes tore the record");
+}
+
+/// Where the records of the WAL file `path` end: before its preallocated
+/// zeros, or at a torn tail.
+fn records_end(sim: &SimFs, path: &Path) -> u64 {
+    let data = sim.contents(path).expect("the WAL file exists");
+    match read_log(&data, |_, _| Ok(())).expect("the WAL reads") {
+        LogEnd::Clean => data.len() as u64,
+        LogEnd::ZeroTail { offset } | LogEnd::TornTail { offset } => offset,
+    }
 }
 
 fn rewrite(sim: &SimFs, path: &Path, data: &[u8]) {
@@ -767,8 +882,9 @@ fn damaged_byte_in_the_middle_of_a_wal_is_corruption() {
 
     let path = wal_path(1);
     let original = sim.contents(&path).unwrap();
-    assert!(original.len() > 4 * 32 * 1024, "{}", original.len());
-    for at in [original.len() / 2, 100, original.len() / 3 + 7] {
+    let records = usize::try_from(records_end(&sim, &path)).unwrap();
+    assert!(records > 4 * 32 * 1024, "{records}");
+    for at in [records / 2, 100, records / 3 + 7] {
         let mut damaged = original.clone();
         damaged[at] ^= 0x40;
         rewrite(&sim, &path, &damaged);

@@ -187,6 +187,10 @@ impl WritableFile for CountingFile {
         self.inner.append(data)
     }
 
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len)
+    }
+
     fn sync_data(&mut self) -> io::Result<()> {
         self.counters.sync_data.fetch_add(1, Ordering::Relaxed);
         wait(self.sync_latency);

@@ -104,10 +104,23 @@ pub trait Fs: Send + Sync + Debug + 'static {
 /// writer serialises its callers). Appends are unbuffered: each `append` is
 /// handed to the file system before it returns (it survives a process crash,
 /// not a power loss, until synced).
+///
+/// A handle writes at its *position*: the end of the file when it was opened
+/// plus every byte appended through it since ([`WritableFile::len`]). That is
+/// the end of the file unless [`WritableFile::preallocate`] extended it.
 pub trait WritableFile: Send + Debug {
-    /// Appends all of `data` at the end of the file. On error a prefix of
-    /// `data` may have been written.
+    /// Writes all of `data` at the handle's position and advances it. On
+    /// error a prefix of `data` may have been written.
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
+
+    /// Makes the file at least `len` bytes long, the new bytes reading as
+    /// zeros, without moving the handle's position: later appends overwrite
+    /// the zeros. On a real disk this makes a synced append inside the file
+    /// cheaper than one past its end, which must also commit the new file
+    /// size. The new size is durable once the file is synced. Only handles
+    /// from [`Fs::create`] support it; a handle from [`Fs::open_append`]
+    /// fails with [`io::ErrorKind::Unsupported`].
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
 
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
@@ -115,8 +128,9 @@ pub trait WritableFile: Send + Debug {
     /// Makes the file's data and metadata durable (`fsync`).
     fn sync_all(&mut self) -> io::Result<()>;
 
-    /// The file's length as seen by this handle: its size when opened plus
-    /// every byte appended through this handle since.
+    /// The handle's position: the file's size when opened plus every byte
+    /// appended through this handle since (preallocated zeros beyond it do
+    /// not count).
     fn len(&self) -> u64;
 
     /// Whether [`WritableFile::len`] is zero.

@@ -1,4 +1,5 @@
-//! `write_file_atomic` under crashes and faults, on [`SimFs`].
+//! `write_file_atomic` under crashes and faults, on [`SimFs`]; the
+//! `preallocate` contract on [`SimFs`] and [`RealFs`](super::RealFs).
 
 use std::io;
 use std::path::Path;
@@ -112,5 +113,95 @@ fn rename_without_the_directory_sync_would_not_survive() -> io::Result<()> {
     fs.rename(Path::new("/db/CURRENT.tmp"), Path::new("/db/CURRENT"))?;
     fs.crash(0);
     assert_eq!(current(&fs).as_deref(), Some(&b"old"[..]));
+    Ok(())
+}
+
+/// What every file system must do for `preallocate`: zeros after the
+/// position, appends overwrite them, the position and the size are apart,
+/// and an append handle refuses.
+fn preallocate_contract(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    let path = dir.join("wal");
+    let mut file = fs.create(&path)?;
+    file.append(b"abc")?;
+    file.preallocate(64)?;
+    assert_eq!(file.len(), 3, "the position does not move");
+    assert_eq!(fs.file_size(&path)?, 64);
+    file.append(b"defg")?;
+    file.preallocate(16)?; // smaller than the file: nothing changes
+    file.sync_data()?;
+    assert_eq!(file.len(), 7);
+    assert_eq!(fs.file_size(&path)?, 64);
+    let mut expected = b"abcdefg".to_vec();
+    expected.resize(64, 0);
+    let reader = fs.open_read(&path)?;
+    let mut got = vec![0xee; 64];
+    reader.read_exact_at(&mut got, 0)?;
+    assert_eq!(got, expected);
+    // Appends past the preallocated end extend the file.
+    file.append(&[9; 100])?;
+    assert_eq!(file.len(), 107);
+    assert_eq!(fs.file_size(&path)?, 107);
+    drop(file);
+    let mut append = fs.open_append(&path)?;
+    assert_eq!(
+        append.preallocate(4096).err().map(|e| e.kind()),
+        Some(io::ErrorKind::Unsupported)
+    );
+    assert_eq!(fs.file_size(&path)?, 107);
+    Ok(())
+}
+
+#[test]
+fn preallocate_on_the_simulated_fs() -> io::Result<()> {
+    let fs = SimFs::new();
+    fs.create_dir_all(Path::new("/db"))?;
+    preallocate_contract(&fs, Path::new("/db"))
+}
+
+#[test]
+fn preallocate_on_the_real_fs() -> io::Result<()> {
+    let dir = std::env::temp_dir().join(format!("kalamdb-lsm-prealloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = preallocate_contract(&super::RealFs::new(), &dir);
+    std::fs::remove_dir_all(&dir)?;
+    result
+}
+
+#[test]
+fn a_crash_keeps_synced_preallocated_bytes_and_tears_later_overwrites() -> io::Result<()> {
+    for mode in MODES {
+        for seed in 0..32 {
+            let fs = with_current(b"x")?;
+            let path = Path::new("/db/wal");
+            let mut file = fs.create(path)?;
+            file.append(b"synced")?;
+            file.preallocate(32)?;
+            file.sync_data()?;
+            fs.sync_dir(Path::new("/db"))?;
+            file.append(b"later")?;
+            let state = fs
+                .file_state(path)
+                .ok_or_else(|| io::Error::other("no file"))?;
+            assert_eq!(
+                (state.len, state.synced_len),
+                (32, 6),
+                "cut back to the overwrite"
+            );
+            fs.crash_with(mode, seed);
+            let got = fs
+                .contents(path)
+                .ok_or_else(|| io::Error::other("file lost"))?;
+            assert!(
+                got.len() >= 6 && got.len() <= 32,
+                "{mode:?} seed {seed}: {got:?}"
+            );
+            assert_eq!(&got[..6], b"synced", "{mode:?} seed {seed}");
+            if mode != CrashMode::TearAndGarble {
+                let mut written = b"syncedlater".to_vec();
+                written.resize(32, 0);
+                assert_eq!(got[..], written[..got.len()], "{mode:?} seed {seed}");
+            }
+        }
+    }
     Ok(())
 }

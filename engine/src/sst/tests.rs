@@ -43,6 +43,12 @@ impl WritableFile for MemFile {
         self.data.lock().unwrap().extend_from_slice(data);
         Ok(())
     }
+    fn preallocate(&mut self, _len: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "tables are not preallocated",
+        ))
+    }
     fn sync_data(&mut self) -> io::Result<()> {
         Ok(())
     }

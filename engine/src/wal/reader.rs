@@ -8,6 +8,10 @@
 //! there. If a valid fragment follows, bytes in the middle of the log were
 //! damaged: that is *corruption*, reported with the offset of the first
 //! record lost, never skipped silently.
+//!
+//! A log written into preallocated space ends in zeros: when everything from
+//! the end of a complete record to the end of the data is zero, the log ends
+//! cleanly there ([`LogEnd::ZeroTail`]).
 
 use super::format::{fragment_crc, FragmentType, BLOCK_SIZE, HEADER_LEN};
 
@@ -19,6 +23,13 @@ pub enum LogEnd {
     /// The log must be cut at `offset`: from there on, nothing is valid.
     TornTail {
         /// Start of the first incomplete record.
+        offset: u64,
+    },
+    /// Every record is complete, and from `offset` (the end of the last
+    /// one) to the end of the data every byte is zero: space preallocated
+    /// and never written. Not a torn write: nothing was written there.
+    ZeroTail {
+        /// End of the last complete record.
         offset: u64,
     },
 }
@@ -46,6 +57,8 @@ pub fn read_log(
     let mut pos = 0usize;
     // Offset and bytes of a record whose FIRST fragment was read.
     let mut partial: Option<(usize, Vec<u8>)> = None;
+    // End of the last complete record.
+    let mut record_end = 0usize;
     loop {
         let left_in_block = BLOCK_SIZE - pos % BLOCK_SIZE;
         if left_in_block < HEADER_LEN {
@@ -68,6 +81,11 @@ pub fn read_log(
         }
         let fragment = match parse_fragment(data, pos) {
             Ok(f) => f,
+            Err(_) if partial.is_none() && data[pos..].iter().all(|&b| b == 0) => {
+                return Ok(LogEnd::ZeroTail {
+                    offset: record_end as u64,
+                });
+            }
             Err(reason) => return bad(data, pos, &partial, pos + 1, reason),
         };
         let next = pos + HEADER_LEN + fragment.payload.len();
@@ -77,6 +95,7 @@ pub fn read_log(
                     offset: pos as u64,
                     reason,
                 })?;
+                record_end = next;
             }
             (FragmentType::First, None) => partial = Some((pos, fragment.payload.to_vec())),
             (FragmentType::Middle, Some((_, buf))) => buf.extend_from_slice(fragment.payload),
@@ -88,6 +107,7 @@ pub fn read_log(
                     reason,
                 })?;
                 partial = None;
+                record_end = next;
             }
             (kind, _) => {
                 // A fragment out of sequence: the fragment itself is valid,
@@ -304,13 +324,13 @@ mod tests {
     }
 
     #[test]
-    fn zeroed_tail_is_torn_and_zeroed_middle_is_corruption() {
+    fn zeroed_tail_ends_the_log_and_zeroed_middle_is_corruption() {
         let records = sample();
         let mut data = write(&records);
         data.extend_from_slice(&[0; 100]);
         let (got, end) = read(&data).unwrap();
         assert_eq!(got, records);
-        assert!(matches!(end, LogEnd::TornTail { .. }));
+        assert!(matches!(end, LogEnd::ZeroTail { .. }));
         let mut data = write(&records);
         data[..HEADER_LEN + 5].fill(0);
         assert!(read(&data).is_err());
@@ -562,18 +582,79 @@ mod tests {
     }
 
     #[test]
-    fn all_zero_tail_is_torn_at_its_first_byte() {
+    fn all_zero_tail_after_a_record_ends_the_log_there() {
         let records = vec![b"one".to_vec(), b"two".to_vec()];
         let clean = write(&records);
-        let mut data = clean.clone();
-        data.resize(BLOCK_SIZE + 100, 0); // preallocated space across a block
-        let (got, end) = read(&data).unwrap();
-        assert_eq!(got, records);
+        for len in [clean.len() + 1, clean.len() + HEADER_LEN, BLOCK_SIZE + 100] {
+            let mut data = clean.clone();
+            data.resize(len, 0); // preallocated space, across a block too
+            let (got, end) = read(&data).unwrap();
+            assert_eq!(got, records, "zeros to {len}");
+            assert_eq!(
+                end,
+                LogEnd::ZeroTail {
+                    offset: clean.len() as u64
+                },
+                "zeros to {len}"
+            );
+        }
+        // Only zeros: an empty log in preallocated space.
         assert_eq!(
-            end,
-            LogEnd::TornTail {
-                offset: clean.len() as u64
-            }
+            read(&[0; 100]).unwrap(),
+            (vec![], LogEnd::ZeroTail { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn zero_tail_after_a_block_trailer_ends_at_the_last_record() {
+        // The first record leaves 3 bytes of block 0: a trailer, then zeros.
+        let records = vec![vec![1u8; BLOCK_SIZE - HEADER_LEN - 3]];
+        let clean = write(&records);
+        assert_eq!(clean.len(), BLOCK_SIZE - 3);
+        let mut data = clean.clone();
+        data.resize(2 * BLOCK_SIZE, 0);
+        assert_eq!(
+            read(&data).unwrap(),
+            (
+                records,
+                LogEnd::ZeroTail {
+                    offset: clean.len() as u64
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn zeros_inside_a_record_or_before_junk_are_still_torn() {
+        // A record whose LAST fragment never landed, then preallocated zeros.
+        let records = sample();
+        let big_start = write(&records[..2]).len();
+        let mut data = write(&records[..3]);
+        data.truncate(big_start + BLOCK_SIZE + 50);
+        data.resize(4 * BLOCK_SIZE, 0);
+        assert_eq!(
+            read(&data).unwrap(),
+            (
+                records[..2].to_vec(),
+                LogEnd::TornTail {
+                    offset: big_start as u64
+                }
+            )
+        );
+        // Zeros, then bytes that are not a fragment: torn at the zeros.
+        let records = vec![b"one".to_vec()];
+        let clean = write(&records);
+        let mut data = clean.clone();
+        data.resize(1000, 0);
+        data[900] = 0x33;
+        assert_eq!(
+            read(&data).unwrap(),
+            (
+                records,
+                LogEnd::TornTail {
+                    offset: clean.len() as u64
+                }
+            )
         );
     }
 

@@ -21,7 +21,10 @@ pub(super) struct SimWritable {
     pub(super) ino: Ino,
     /// The path it was opened by: for fault matching and messages.
     pub(super) path: PathBuf,
+    /// The position: where the next append writes.
     pub(super) len: u64,
+    /// Opened by `open_append`: writes go to the end of the file.
+    pub(super) append_mode: bool,
 }
 
 impl SimWritable {
@@ -59,24 +62,48 @@ impl SimWritable {
 impl WritableFile for SimWritable {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut state = self.shared.lock();
-        if let Err(OpError {
-            error,
-            partial_write,
-        }) = state.begin(self.generation, OpKind::Write, &[&self.path])
-        {
-            if partial_write {
-                let prefix = &data[..data.len() / 2];
-                state
-                    .tree
-                    .file_mut(self.ino)?
-                    .data
-                    .extend_from_slice(prefix);
-                self.len += prefix.len() as u64;
-            }
-            return Err(error);
+        let (data, result) = match state.begin(self.generation, OpKind::Write, &[&self.path]) {
+            Ok(()) => (data, Ok(())),
+            Err(OpError {
+                error,
+                partial_write: true,
+            }) => (&data[..data.len() / 2], Err(error)),
+            Err(OpError { error, .. }) => return Err(error),
+        };
+        let file = state.tree.file_mut(self.ino)?;
+        if self.append_mode {
+            self.len = file.data.len() as u64;
         }
-        state.tree.file_mut(self.ino)?.data.extend_from_slice(data);
-        self.len += data.len() as u64;
+        let at = usize::try_from(self.len)
+            .map_err(|_| io::Error::other("position beyond memory"))?
+            .min(file.data.len());
+        if !data.is_empty() {
+            file.synced_len = file.synced_len.min(at);
+        }
+        let overlap = data.len().min(file.data.len() - at);
+        file.data[at..at + overlap].copy_from_slice(&data[..overlap]);
+        file.data.extend_from_slice(&data[overlap..]);
+        self.len = (at + data.len()) as u64;
+        result
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let mut state = self.shared.lock();
+        state
+            .begin(self.generation, OpKind::Write, &[&self.path])
+            .map_err(|e| e.error)?;
+        if self.append_mode {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "preallocate on a handle opened for appending",
+            ));
+        }
+        let len =
+            usize::try_from(len).map_err(|_| io::Error::other("preallocation beyond memory"))?;
+        let file = state.tree.file_mut(self.ino)?;
+        if len > file.data.len() {
+            file.data.resize(len, 0);
+        }
         Ok(())
     }
 

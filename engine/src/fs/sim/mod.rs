@@ -4,7 +4,10 @@
 //! - A file is an inode: its bytes and `synced_len`, the prefix known
 //!   durable. `append` adds bytes that are not durable; `sync_data` or
 //!   `sync_all` on any handle of the file makes every byte it held when the
-//!   sync was called durable. `truncate` is durable. `create` of an existing
+//!   sync was called durable. `preallocate` adds zeros that are not durable;
+//!   an append that overwrites bytes of the durable prefix cuts the prefix
+//!   back to where it starts (a crash may keep none of it, nor anything
+//!   after it). `truncate` is durable. `create` of an existing
 //!   file empties it durably (the engine never relies on that).
 //! - A directory keeps its current entries (name → inode) and its durable
 //!   entries, as of its last `sync_dir`. `create`, `create_dir_all`,
@@ -218,13 +221,20 @@ impl SimFs {
         f(&mut state)
     }
 
-    fn writable(&self, ino: tree::Ino, path: &Path, len: usize) -> Box<dyn WritableFile> {
+    fn writable(
+        &self,
+        ino: tree::Ino,
+        path: &Path,
+        len: usize,
+        append_mode: bool,
+    ) -> Box<dyn WritableFile> {
         Box::new(SimWritable {
             shared: Arc::clone(&self.shared),
             generation: self.generation(),
             ino,
             path: path.to_path_buf(),
             len: len as u64,
+            append_mode,
         })
     }
 }
@@ -236,7 +246,7 @@ impl Fs for SimFs {
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let ino = self.run(OpKind::Create, &[path], |s| s.tree.create_file(path, true))?;
-        Ok(self.writable(ino, path, 0))
+        Ok(self.writable(ino, path, 0, false))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
@@ -244,7 +254,7 @@ impl Fs for SimFs {
             let ino = s.tree.open_file(path)?;
             Ok((ino, s.tree.file(ino)?.data.len()))
         })?;
-        Ok(self.writable(ino, path, len))
+        Ok(self.writable(ino, path, len, true))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
