@@ -38,7 +38,8 @@ pub struct Options {
     /// 0 grows them as written). The file is extended with zeros (sparsely:
     /// no disk space is used until written), so a synced write lands inside
     /// the file and its `fdatasync` commits no size change: about 1.5× the
-    /// synced writes per second on ext4.
+    /// synced writes per second on ext4. Steps above 1 GiB are cut to 1 GiB;
+    /// a file system that cannot preallocate grows the file as written.
     pub wal_preallocate: u64,
     /// Most bytes of write batches one group commit takes (default 4 MiB).
     pub max_group_bytes: usize,

@@ -143,19 +143,34 @@ pub struct ManifestFacts {
     pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
-/// Whether the WAL file at `path` starts with a write batch rather than a
-/// previous-WAL record: it was created by an open (a rotation starts a file
-/// with a previous-WAL record), and that open synced every earlier WAL file
-/// it kept — after truncating any torn tail — so none of them can end torn.
-fn started_by_an_open(fs: &Arc<dyn Fs>, path: &Path) -> Result<bool> {
+/// What the WAL file at `path` starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRecord {
+    /// A write batch: the file was created by an open (a rotation starts a
+    /// file with a previous-WAL record), and that open synced every earlier
+    /// WAL file it kept — after truncating any torn tail — so none of them
+    /// can end torn.
+    Batch,
+    /// A previous-WAL record: the file was started by a rotation, when WAL
+    /// `number` held `len` bytes of records.
+    PreviousWal { number: u64, len: u64 },
+    /// Nothing readable.
+    Other,
+}
+
+fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
     let data = crate::fs::read_file(fs.as_ref(), path)?;
-    let mut first_is_batch = false;
+    let mut first = FirstRecord::Other;
     // Only the first record matters: stop there (the "error" is ours).
     let _ = read_log(&data, |_, payload| {
-        first_is_batch = payload.first() == Some(&crate::batch::TAG_WRITE_BATCH);
+        first = match crate::batch::decode_previous_wal(payload) {
+            Ok(Some((number, len))) => FirstRecord::PreviousWal { number, len },
+            _ if payload.first() == Some(&crate::batch::TAG_WRITE_BATCH) => FirstRecord::Batch,
+            _ => FirstRecord::Other,
+        };
         Err(String::new())
     });
-    Ok(first_is_batch)
+    Ok(first)
 }
 
 /// Replays every WAL file in `dir` into the partitions' memtables.
@@ -367,10 +382,29 @@ pub fn replay(
             }
         }
         if let LogEnd::TornTail { offset } = end {
+            let next = match numbers.get(i + 1) {
+                Some(n) => {
+                    let next_path = dir.join(wal_file_name(*n));
+                    let first = first_record(fs, &next_path)?;
+                    Some((next_path, first))
+                }
+                None => None,
+            };
+            // The next file was started when this one held `len` bytes of
+            // records, and they are all here: what follows them was never
+            // written (damage in unused space, such as preallocated zeros),
+            // so nothing is lost. Cut it and go on to the next file.
+            if let Some((_, FirstRecord::PreviousWal { number: prev, len })) = &next {
+                if prev == number && offset >= *len {
+                    fs.truncate(&path, offset)?;
+                    data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+                    files.push((path, data.len() as u64));
+                    continue;
+                }
+            }
             lost_durable(offset)?;
-            if let Some(next) = numbers.get(i + 1) {
-                let next_path = dir.join(wal_file_name(*next));
-                if started_by_an_open(fs, &next_path)? {
+            if let Some((next_path, first)) = &next {
+                if *first == FirstRecord::Batch {
                     return Err(corruption(
                         &path,
                         offset,

@@ -729,6 +729,37 @@ fn preallocated_wal_files_recover_whole_across_rotations_and_crashes() {
     }
 }
 
+/// Damage in the unused zeros of a rotated WAL file (after its last record,
+/// which the next file's previous-WAL record names) loses nothing: the next
+/// files, with acknowledged writes, are replayed.
+#[test]
+fn damage_after_the_last_record_of_a_rotated_wal_keeps_the_later_files() {
+    let sim = SimFs::new();
+    let db = open_with(&sim, 32 << 10);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    write_pairs(&db, 0..1500, |i| i == 1499);
+    drop(db);
+    let numbers = wal_numbers(&sim);
+    assert!(numbers.len() >= 3, "rotated: {numbers:?}");
+    let path = wal_path(numbers[1]);
+    let end = usize::try_from(records_end(&sim, &path)).unwrap();
+    let mut damaged = sim.contents(&path).unwrap();
+    assert!(
+        damaged.len() > end + 200,
+        "preallocated zeros after the records"
+    );
+    damaged[end + 100] = 0x5a;
+    rewrite(&sim, &path, &damaged);
+    let db = open_with(&sim, 32 << 10);
+    assert_eq!(recovered_prefix(&db, 1500, "damaged zeros"), 1500);
+    assert_eq!(
+        sim.file_size(&path).unwrap(),
+        end as u64,
+        "the damage is cut"
+    );
+}
+
 /// The same on the host file system: the file is extended sparsely, a
 /// clean close leaves the zeros, and the next open cuts them.
 #[test]

@@ -105,12 +105,14 @@ pub trait Fs: Send + Sync + Debug + 'static {
 /// handed to the file system before it returns (it survives a process crash,
 /// not a power loss, until synced).
 ///
-/// A handle writes at its *position*: the end of the file when it was opened
-/// plus every byte appended through it since ([`WritableFile::len`]). That is
-/// the end of the file unless [`WritableFile::preallocate`] extended it.
+/// A handle from [`Fs::create`] writes at its *position*: every byte
+/// appended through it so far ([`WritableFile::len`]), which is the end of
+/// the file unless [`WritableFile::preallocate`] extended it. A handle from
+/// [`Fs::open_append`] always writes at the end of the file.
 pub trait WritableFile: Send + Debug {
-    /// Writes all of `data` at the handle's position and advances it. On
-    /// error a prefix of `data` may have been written.
+    /// Writes all of `data` at the handle's position (at the end of the
+    /// file for an append handle) and advances it. On error a prefix of
+    /// `data` may have been written.
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
 
     /// Makes the file at least `len` bytes long, the new bytes reading as

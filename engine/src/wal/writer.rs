@@ -9,6 +9,9 @@ use crate::wal::format::{encode_record, BLOCK_SIZE};
 /// Extension of WAL files: `000042.wal`.
 pub const WAL_EXTENSION: &str = "wal";
 
+/// Largest preallocation step: larger ones are cut to it.
+pub const MAX_PREALLOCATE: u64 = 1 << 30;
+
 /// File name of WAL number `n`.
 pub fn wal_file_name(n: u64) -> String {
     format!("{n:06}.{WAL_EXTENSION}")
@@ -67,7 +70,7 @@ impl WalWriter {
             file,
             block_offset: 0,
             buf: Vec::new(),
-            preallocate,
+            preallocate: preallocate.min(MAX_PREALLOCATE),
             allocated: 0,
         })
     }
@@ -119,9 +122,13 @@ impl WalWriter {
         }
         let end = self.file.len() + self.buf.len() as u64;
         if self.preallocate > 0 && end > self.allocated {
-            let size = end.div_ceil(self.preallocate) * self.preallocate;
-            self.file.preallocate(size)?;
-            self.allocated = size;
+            // Preallocation only speeds syncs up: if the file system cannot
+            // do it (or the step overflows), the file grows as written.
+            let size = end.div_ceil(self.preallocate).checked_mul(self.preallocate);
+            match size.map(|size| (size, self.file.preallocate(size))) {
+                Some((size, Ok(()))) => self.allocated = size,
+                _ => self.preallocate = 0,
+            }
         }
         self.file.append(&self.buf)?;
         self.block_offset = offset;
@@ -135,6 +142,75 @@ impl WalWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::reader::{read_log, LogEnd};
+
+    /// A file that cannot be preallocated.
+    #[derive(Debug, Default)]
+    struct NoPreallocation(Vec<u8>, std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl WritableFile for NoPreallocation {
+        fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+            self.0.extend_from_slice(data);
+            self.1.lock().unwrap().extend_from_slice(data);
+            Ok(())
+        }
+        fn preallocate(&mut self, _len: u64) -> std::io::Result<()> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no preallocation here",
+            ))
+        }
+        fn sync_data(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sync_all(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_preallocated_grows_as_written() {
+        let written = std::sync::Arc::default();
+        let mut w = WalWriter {
+            number: 1,
+            path: PathBuf::from("/x/000001.wal"),
+            file: Box::new(NoPreallocation(Vec::new(), std::sync::Arc::clone(&written))),
+            block_offset: 0,
+            buf: Vec::new(),
+            preallocate: 1 << 20,
+            allocated: 0,
+        };
+        w.append([&b"one"[..]]).unwrap();
+        assert_eq!(w.preallocate, 0, "preallocation is given up");
+        w.append([&b"two"[..], &b"three"[..]]).unwrap();
+        let data = written.lock().unwrap().clone();
+        assert_eq!(w.len(), data.len() as u64);
+        let mut got = Vec::new();
+        let end = read_log(&data, |_, r| {
+            got.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(end, LogEnd::Clean);
+        assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    }
+
+    #[test]
+    fn steps_are_whole_multiples_and_capped() {
+        let fs: Arc<dyn Fs> = Arc::new(crate::fs::SimFs::new());
+        fs.create_dir_all(Path::new("/w")).unwrap();
+        let mut w = WalWriter::create(&fs, Path::new("/w"), 7, 100).unwrap();
+        w.append([&[1u8; 150][..]]).unwrap();
+        assert_eq!(fs.file_size(w.path()).unwrap(), 200);
+        assert_eq!(w.len(), 157);
+        w.append([&[2u8; 10][..]]).unwrap();
+        assert_eq!(fs.file_size(w.path()).unwrap(), 200, "inside the step");
+        let huge = WalWriter::create(&fs, Path::new("/w"), 8, u64::MAX).unwrap();
+        assert_eq!(huge.preallocate, MAX_PREALLOCATE);
+    }
 
     #[test]
     fn file_names_round_trip() {

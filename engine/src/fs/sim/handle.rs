@@ -39,8 +39,12 @@ impl SimWritable {
             state.syncs.sync_data += 1;
         }
         state.begin(self.generation, OpKind::Sync, &[&self.path])?;
-        let target = state.tree.file(self.ino)?.data.len();
+        let mut target = state.tree.file(self.ino)?.data.len();
         if state.sync_pauses > 0 {
+            // What the sync covers is the bytes present when it began: an
+            // append that overwrites some of them (preallocated zeros) while
+            // it waits is not covered.
+            let before = state.tree.file(self.ino)?.data[..target].to_vec();
             state.syncs_blocked += 1;
             self.shared.changed.notify_all();
             let generation = self.generation;
@@ -52,6 +56,12 @@ impl SimWritable {
             state.syncs_blocked -= 1;
             self.shared.changed.notify_all();
             state.check_alive(self.generation)?;
+            let now = &state.tree.file(self.ino)?.data;
+            target = before
+                .iter()
+                .zip(now.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
         }
         let file = state.tree.file_mut(self.ino)?;
         file.synced_len = file.synced_len.max(target.min(file.data.len()));
@@ -87,11 +97,12 @@ impl WritableFile for SimWritable {
         result
     }
 
+    /// Not an operation for fault injection (a fault armed for the next
+    /// write hits the append that follows), but a dead process's handle
+    /// fails.
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
         let mut state = self.shared.lock();
-        state
-            .begin(self.generation, OpKind::Write, &[&self.path])
-            .map_err(|e| e.error)?;
+        state.check_alive(self.generation)?;
         if self.append_mode {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -63,3 +63,29 @@ fn crash_fails_a_blocked_sync() -> io::Result<()> {
     drop(gate);
     Ok(())
 }
+
+#[test]
+fn a_paused_sync_does_not_cover_preallocated_bytes_overwritten_while_it_waits() -> io::Result<()> {
+    let fs = with_db()?;
+    let mut writer = fs.create(Path::new("/db/wal"))?;
+    fs.sync_dir(Path::new("/db"))?;
+    writer.append(b"a")?;
+    writer.preallocate(64)?;
+    let mut syncer = fs.open_append(Path::new("/db/wal"))?;
+    let gate = fs.pause_syncs();
+    let sync = thread::spawn(move || syncer.sync_data());
+    assert!(gate.wait_for_blocked(1, WAIT), "the sync never blocked");
+    // Lands inside the 64 bytes the sync saw when it began.
+    writer.append(b"bcd")?;
+    gate.release();
+    sync.join()
+        .map_err(|_| io::Error::other("syncer panicked"))??;
+    assert_eq!(
+        synced(&fs),
+        Some(1),
+        "only the bytes unchanged since the sync began are durable"
+    );
+    fs.crash_with(crate::fs::sim::CrashMode::DropUnsynced, 0);
+    assert_eq!(fs.contents(Path::new("/db/wal")), Some(b"a".to_vec()));
+    Ok(())
+}
