@@ -49,17 +49,46 @@ pub struct Recovered {
     pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
-/// One operation found in a WAL file; key and value are ranges of the arena
-/// (a record spanning blocks is reassembled, so payloads cannot be borrowed
-/// from the file's bytes).
+/// Where a replayed key or value lies: a range of the file's bytes (a record
+/// in one fragment is borrowed), or of the arena (a record spanning blocks
+/// is reassembled by the reader, so its bytes are copied there).
+#[derive(Clone)]
+enum Span {
+    File(std::ops::Range<usize>),
+    Arena(std::ops::Range<usize>),
+}
+
+impl Span {
+    /// `bytes` as a span of `data` if it lies inside it, else copied to the
+    /// end of `arena`.
+    fn of(bytes: &[u8], data: &[u8], arena: &mut Vec<u8>) -> Span {
+        // Address arithmetic only: no pointer is dereferenced.
+        let start = (bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+        if start <= data.len() && bytes.len() <= data.len() - start {
+            return Span::File(start..start + bytes.len());
+        }
+        let r = arena.len()..arena.len() + bytes.len();
+        arena.extend_from_slice(bytes);
+        Span::Arena(r)
+    }
+
+    fn get<'a>(&self, data: &'a [u8], arena: &'a [u8]) -> &'a [u8] {
+        match self {
+            Span::File(r) => &data[r.clone()],
+            Span::Arena(r) => &arena[r.clone()],
+        }
+    }
+}
+
+/// One operation found in a WAL file.
 struct Replayed {
     partition: u64,
     /// The key's first 8 bytes, big-endian, zero-padded: most comparisons
     /// of the sort end here without touching the arena.
     prefix: u64,
     seq: SeqNo,
-    key: std::ops::Range<usize>,
-    value: Option<std::ops::Range<usize>>,
+    key: Span,
+    value: Option<Span>,
 }
 
 /// Inserts the operations of one validated WAL file (`data`) that belong to
@@ -76,7 +105,7 @@ fn apply_file(
     first_wal: u64,
 ) -> Result<()> {
     let mut ops: Vec<Replayed> = Vec::new();
-    let mut arena: Vec<u8> = Vec::with_capacity(data.len());
+    let mut arena: Vec<u8> = Vec::new();
     read_log(data, |_, payload| {
         if crate::batch::decode_previous_wal(payload)?.is_some() {
             return Ok(());
@@ -86,13 +115,8 @@ fn apply_file(
                 .get(&op.partition)
                 .is_some_and(|p| op.seq > p.flushed_seq());
             if live {
-                let key = arena.len()..arena.len() + op.key.len();
-                arena.extend_from_slice(op.key);
-                let value = op.value.map(|v| {
-                    let r = arena.len()..arena.len() + v.len();
-                    arena.extend_from_slice(v);
-                    r
-                });
+                let key = Span::of(op.key, data, &mut arena);
+                let value = op.value.map(|v| Span::of(v, data, &mut arena));
                 let mut head = [0u8; 8];
                 let n = op.key.len().min(8);
                 head[..n].copy_from_slice(&op.key[..n]);
@@ -112,13 +136,19 @@ fn apply_file(
         a.partition
             .cmp(&b.partition)
             .then_with(|| a.prefix.cmp(&b.prefix))
-            .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
+            .then_with(|| a.key.get(data, &arena).cmp(b.key.get(data, &arena)))
             .then_with(|| a.seq.cmp(&b.seq))
     });
     for op in &ops {
         if let Some(p) = by_id.get(&op.partition) {
-            let value = op.value.clone().map(|r| &arena[r]);
-            p.insert(&arena[op.key.clone()], op.seq, value, usize::MAX, first_wal);
+            let value = op.value.as_ref().map(|v| v.get(data, &arena));
+            p.insert(
+                op.key.get(data, &arena),
+                op.seq,
+                value,
+                usize::MAX,
+                first_wal,
+            );
         }
     }
     Ok(())
