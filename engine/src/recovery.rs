@@ -203,6 +203,13 @@ fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
     Ok(first)
 }
 
+/// Durably cuts the WAL file at `path` (read into `data`) at `offset`.
+fn cut_at(fs: &Arc<dyn Fs>, path: &Path, data: &mut Vec<u8>, offset: u64) -> Result<()> {
+    fs.truncate(path, offset)?;
+    data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+    Ok(())
+}
+
 /// Replays every WAL file in `dir` into the partitions' memtables.
 ///
 /// Besides each file's own framing and sequence order, two checks tie the
@@ -354,8 +361,7 @@ pub fn replay(
         // and its length is the one a later file's previous-WAL record names.
         let end = match end {
             LogEnd::ZeroTail { offset } => {
-                fs.truncate(&path, offset)?;
-                data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+                cut_at(fs, &path, &mut data, offset)?;
                 LogEnd::Clean
             }
             end => end,
@@ -426,8 +432,7 @@ pub fn replay(
             // so nothing is lost. Cut it and go on to the next file.
             if let Some((_, FirstRecord::PreviousWal { number: prev, len })) = &next {
                 if prev == number && offset >= *len {
-                    fs.truncate(&path, offset)?;
-                    data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+                    cut_at(fs, &path, &mut data, offset)?;
                     files.push((path, data.len() as u64));
                     continue;
                 }
@@ -446,8 +451,7 @@ pub fn replay(
                     ));
                 }
             }
-            fs.truncate(&path, offset)?;
-            data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+            cut_at(fs, &path, &mut data, offset)?;
             files.push((path, data.len() as u64));
             let later = &numbers[i + 1..];
             for n in later {

@@ -663,24 +663,38 @@ fn second_open_of_the_same_dir_is_locked_sim() {
     assert_eq!(db.get("a", b"k2").unwrap(), Some(b"v2".to_vec()));
 }
 
-#[test]
-fn second_open_of_the_same_dir_is_locked_real_fs() {
-    /// Removes the directory even when the test fails.
-    struct TempDir(PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A fresh directory under the system temp dir, removed even when the test
+/// fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "kalamdb-lsm-write-path-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
     }
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "kalamdb-lsm-write-path-lock-{}",
-        std::process::id()
-    )));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let opts = || Options {
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn real_fs_options() -> Options {
+    Options {
         fs: Arc::new(RealFs::new()),
         ..Options::default()
-    };
+    }
+}
+
+#[test]
+fn second_open_of_the_same_dir_is_locked_real_fs() {
+    let dir = TempDir::new("lock");
+    let opts = real_fs_options;
     let db = Db::open(&dir.0, opts()).unwrap();
     db.create_partition("a").unwrap();
     db.write([put("a", "k", "v")], None).unwrap();
@@ -764,21 +778,8 @@ fn damage_after_the_last_record_of_a_rotated_wal_keeps_the_later_files() {
 /// clean close leaves the zeros, and the next open cuts them.
 #[test]
 fn preallocated_wal_on_the_real_fs_is_cut_at_reopen() {
-    struct TempDir(PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "kalamdb-lsm-write-path-prealloc-{}",
-        std::process::id()
-    )));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let opts = || Options {
-        fs: Arc::new(RealFs::new()),
-        ..Options::default()
-    };
+    let dir = TempDir::new("prealloc");
+    let opts = real_fs_options;
     let wals = || -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = std::fs::read_dir(&dir.0)
             .unwrap()

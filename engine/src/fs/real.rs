@@ -255,6 +255,12 @@ mod tests {
     }
 
     #[test]
+    fn preallocate_keeps_the_position_and_extends_with_zeros() -> io::Result<()> {
+        let dir = TempDir::new("prealloc")?;
+        crate::fs::tests::preallocate_contract(&RealFs::new(), &dir.0)
+    }
+
+    #[test]
     fn create_append_sync_and_read_at() -> io::Result<()> {
         let dir = TempDir::new("append")?;
         let fs = RealFs::new();

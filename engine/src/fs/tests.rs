@@ -1,5 +1,5 @@
 //! `write_file_atomic` under crashes and faults, on [`SimFs`]; the
-//! `preallocate` contract on [`SimFs`] and [`RealFs`](super::RealFs).
+//! `preallocate` contract (run on [`RealFs`](super::RealFs) by its tests).
 
 use std::io;
 use std::path::Path;
@@ -118,8 +118,8 @@ fn rename_without_the_directory_sync_would_not_survive() -> io::Result<()> {
 
 /// What every file system must do for `preallocate`: zeros after the
 /// position, appends overwrite them, the position and the size are apart,
-/// and an append handle refuses.
-fn preallocate_contract(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+/// and an append handle refuses. Run on `RealFs` by its own tests.
+pub(super) fn preallocate_contract(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     let path = dir.join("wal");
     let mut file = fs.create(&path)?;
     file.append(b"abc")?;
@@ -156,15 +156,6 @@ fn preallocate_on_the_simulated_fs() -> io::Result<()> {
     let fs = SimFs::new();
     fs.create_dir_all(Path::new("/db"))?;
     preallocate_contract(&fs, Path::new("/db"))
-}
-
-#[test]
-fn preallocate_on_the_real_fs() -> io::Result<()> {
-    let dir = std::env::temp_dir().join(format!("kalamdb-lsm-prealloc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = preallocate_contract(&super::RealFs::new(), &dir);
-    std::fs::remove_dir_all(&dir)?;
-    result
 }
 
 #[test]
