@@ -3,7 +3,8 @@
 //! Writes ~64 MiB of WAL on the real file system (16-byte random keys,
 //! 100-byte values, 4 partitions, batches of 100 operations, not synced),
 //! drops the database, then times `Db::open` (median of 3, each in a fresh
-//! child process, as at a real start-up). It then repeats
+//! child process, as at a real start-up, on a fresh copy of the directory:
+//! an open flushes what it replays) and prints the child's peak RSS. It then repeats
 //! the phases of recovery by hand through the engine's public modules — read
 //! the files, check the framing (CRC), decode the batches, insert into
 //! memtables — to show where the time goes.
@@ -208,26 +209,61 @@ fn phases(dir: &Path) -> Result<(), Box<dyn Error>> {
 }
 
 /// `--open-once DIR`: one timed open in this (fresh) process; prints
-/// `seconds visible_sequence memtables memtable_bytes`.
+/// `seconds visible_sequence memtables memtable_bytes peak_rss_bytes`.
 fn open_once(dir: &Path) -> Result<(), Box<dyn Error>> {
     let t = Instant::now();
     let db = Db::open(dir, Options::default())?;
     let elapsed = t.elapsed();
     let stats = db.stats();
     println!(
-        "{} {} {} {}",
+        "{} {} {} {} {}",
         secs(elapsed),
         stats.visible_sequence,
         stats.memtables,
-        stats.memtable_bytes
+        stats.memtable_bytes,
+        peak_rss()
     );
     Ok(())
 }
 
+/// This process's peak resident set (`VmHWM`), in bytes; 0 if unknown.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A copy of the files of `from` (flat: the WAL, the manifest, `CURRENT`
+/// and the partitions' empty directories) in a fresh `to`: an open flushes
+/// what it recovers and deletes the WAL, so every timed open starts from a
+/// copy of the same state.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Box<dyn Error>> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a child's open reports: time, visible sequence number, memtables
+/// and their bytes after the open, peak RSS in bytes.
+type OpenReport = (Duration, u64, usize, usize, u64);
+
 /// Times one open in a child process: a fresh heap, as at a real start-up
 /// (in-process reopens pay for the previous instance's freed heap: glibc's
 /// `malloc_consolidate` shows up in the profile).
-fn timed_open(dir: &Path) -> Result<(Duration, u64, usize, usize), Box<dyn Error>> {
+fn timed_open(dir: &Path) -> Result<OpenReport, Box<dyn Error>> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("--open-once")
         .arg(dir)
@@ -242,11 +278,12 @@ fn timed_open(dir: &Path) -> Result<(Duration, u64, usize, usize), Box<dyn Error
     let text = String::from_utf8(out.stdout)?;
     let f: Vec<&str> = text.split_whitespace().collect();
     match f.as_slice() {
-        [t, seq, tables, bytes] => Ok((
+        [t, seq, tables, bytes, rss] => Ok((
             Duration::from_secs_f64(t.parse()?),
             seq.parse()?,
             tables.parse()?,
             bytes.parse()?,
+            rss.parse()?,
         )),
         _ => Err(format!("unexpected child output {text:?}").into()),
     }
@@ -285,8 +322,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .sum::<Result<_, _>>()?;
 
     let mut times = Vec::new();
+    let scratch = dir.with_extension("open");
     for i in 0..OPENS {
-        let (elapsed, seq, memtables, memtable_bytes) = timed_open(&dir)?;
+        copy_dir(&dir, &scratch)?;
+        let (elapsed, seq, memtables, memtable_bytes, rss) = timed_open(&scratch)?;
         let entries = *entries.get_or_insert(seq);
         if seq != entries {
             return Err(
@@ -294,10 +333,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
         }
         println!(
-            "open {} (fresh process): {:.3} s ({memtables} memtables, {:.1} MiB in memtables)",
+            "open {} (fresh process): {:.3} s ({memtables} memtables, {:.1} MiB in memtables \
+             after the open; peak RSS {:.1} MiB)",
             i + 1,
             secs(elapsed),
             mib(memtable_bytes as u64),
+            mib(rss),
         );
         times.push(elapsed);
     }
@@ -310,6 +351,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         files.len(),
         secs(median)
     );
+    std::fs::remove_dir_all(&scratch)?;
     phases(&dir)?;
 
     if remove_after {

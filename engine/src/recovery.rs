@@ -13,12 +13,14 @@
 //! the OS page cache, and a sync write of this session must not become
 //! durable while they are not.
 //!
-//! Replay validates every file first (pass 1, one file in memory at a
-//! time), then applies them one file at a time (pass 2, reading each again):
-//! a file's operations are sorted by (partition, key, sequence) before they
-//! are inserted, as skip-list inserts in key order are several times faster
-//! than in log order. At most one WAL file and its operations are in memory
-//! besides the memtables, which copy what they keep.
+//! Replay validates every file first (pass 1), then applies them (pass 2,
+//! reading each again). Both read a file a window of [`REPLAY_WINDOW`] bytes
+//! at a time, never whole. Pass 2 gathers the operations of about
+//! [`REPLAY_BATCH_BYTES`] of records, sorts them by (partition, key,
+//! sequence) and inserts them, as skip-list inserts in key order are several
+//! times faster than in log order; batches go in log order, so each key's
+//! versions still go in oldest first. Besides the memtables, replay holds
+//! one window and one batch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,8 @@ use crate::error::{corruption, Result};
 use crate::fs::Fs;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
-use crate::wal::reader::{read_log, LogEnd};
+use crate::wal::format::BLOCK_SIZE;
+use crate::wal::reader::{read_log_from, FileSource, LogEnd, ReadLogError};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
 /// What replay found.
@@ -49,64 +52,96 @@ pub struct Recovered {
     pub wal_starts: std::collections::BTreeMap<u64, SeqNo>,
 }
 
-/// Where a replayed key or value lies: a range of the file's bytes (a record
-/// in one fragment is borrowed), or of the arena (a record spanning blocks
-/// is reassembled by the reader, so its bytes are copied there).
-#[derive(Clone)]
-enum Span {
-    File(std::ops::Range<usize>),
-    Arena(std::ops::Range<usize>),
-}
+/// Bytes of a WAL file read at a time.
+pub const REPLAY_WINDOW: usize = 1 << 20;
 
-impl Span {
-    /// `bytes` as a span of `data` if it lies inside it, else copied to the
-    /// end of `arena`.
-    fn of(bytes: &[u8], data: &[u8], arena: &mut Vec<u8>) -> Span {
-        // Address arithmetic only: no pointer is dereferenced.
-        let start = (bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-        if start <= data.len() && bytes.len() <= data.len() - start {
-            return Span::File(start..start + bytes.len());
-        }
-        let r = arena.len()..arena.len() + bytes.len();
-        arena.extend_from_slice(bytes);
-        Span::Arena(r)
-    }
+/// Bytes of keys and values gathered, sorted and inserted at a time.
+pub const REPLAY_BATCH_BYTES: usize = 4 << 20;
 
-    fn get<'a>(&self, data: &'a [u8], arena: &'a [u8]) -> &'a [u8] {
-        match self {
-            Span::File(r) => &data[r.clone()],
-            Span::Arena(r) => &arena[r.clone()],
-        }
-    }
-}
-
-/// One operation found in a WAL file.
+/// One operation found in a WAL file; its key and value are in the batch's
+/// arena.
 struct Replayed {
     partition: u64,
     /// The key's first 8 bytes, big-endian, zero-padded: most comparisons
     /// of the sort end here without touching the arena.
     prefix: u64,
     seq: SeqNo,
-    key: Span,
-    value: Option<Span>,
+    key: std::ops::Range<usize>,
+    value: Option<std::ops::Range<usize>>,
 }
 
-/// Inserts the operations of one validated WAL file (`data`) that belong to
-/// live partitions and are not yet in their tables, sorted by (partition,
-/// key, sequence): key order makes the skip-list inserts several times
-/// faster, and each key's versions go in oldest first. Memtables do not
-/// rotate during replay (`usize::MAX`): a flushed memtable must cover a
-/// contiguous range of its partition's sequence numbers, which rotating in
-/// key order would break; oversized ones are flushed after the open.
+/// Operations gathered from the WAL, not yet inserted.
+#[derive(Default)]
+struct ReplayBatch {
+    ops: Vec<Replayed>,
+    arena: Vec<u8>,
+}
+
+impl ReplayBatch {
+    fn push(&mut self, partition: u64, seq: SeqNo, key: &[u8], value: Option<&[u8]>) {
+        let mut copy = |bytes: &[u8]| {
+            let r = self.arena.len()..self.arena.len() + bytes.len();
+            self.arena.extend_from_slice(bytes);
+            r
+        };
+        let key_range = copy(key);
+        let value = value.map(copy);
+        let mut head = [0u8; 8];
+        let n = key.len().min(8);
+        head[..n].copy_from_slice(&key[..n]);
+        self.ops.push(Replayed {
+            partition,
+            prefix: u64::from_be_bytes(head),
+            seq,
+            key: key_range,
+            value,
+        });
+    }
+
+    /// Inserts the gathered operations sorted by (partition, key, sequence)
+    /// and empties the batch. Memtables do not rotate during replay
+    /// (`usize::MAX`); oversized ones are flushed after the open.
+    fn apply(&mut self, by_id: &HashMap<u64, &Arc<PartitionState>>, first_wal: u64) {
+        let arena = &self.arena;
+        self.ops.sort_unstable_by(|a, b| {
+            a.partition
+                .cmp(&b.partition)
+                .then_with(|| a.prefix.cmp(&b.prefix))
+                .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
+                .then_with(|| a.seq.cmp(&b.seq))
+        });
+        for op in &self.ops {
+            if let Some(p) = by_id.get(&op.partition) {
+                let value = op.value.clone().map(|v| &arena[v]);
+                p.insert(&arena[op.key.clone()], op.seq, value, usize::MAX, first_wal);
+            }
+        }
+        self.ops.clear();
+        self.arena.clear();
+    }
+}
+
+/// Inserts the operations of one validated WAL file (its first `len`
+/// bytes) that belong to live partitions and are not yet in their tables.
 fn apply_file(
+    fs: &Arc<dyn Fs>,
     path: &Path,
-    data: &[u8],
+    len: u64,
     by_id: &HashMap<u64, &Arc<PartitionState>>,
     first_wal: u64,
 ) -> Result<()> {
-    let mut ops: Vec<Replayed> = Vec::new();
-    let mut arena: Vec<u8> = Vec::new();
-    read_log(data, |_, payload| {
+    let file = fs.open_read(path)?;
+    let actual = file.len()?;
+    if actual < len {
+        return Err(corruption(
+            path,
+            actual,
+            format!("the file shrank to {actual} bytes during recovery (was {len})"),
+        ));
+    }
+    let mut src = FileSource::new(file, len, REPLAY_WINDOW);
+    let mut batch = ReplayBatch::default();
+    read_log_from(&mut src, |_, payload| {
         if crate::batch::decode_previous_wal(payload)?.is_some() {
             return Ok(());
         }
@@ -115,43 +150,26 @@ fn apply_file(
                 .get(&op.partition)
                 .is_some_and(|p| op.seq > p.flushed_seq());
             if live {
-                let key = Span::of(op.key, data, &mut arena);
-                let value = op.value.map(|v| Span::of(v, data, &mut arena));
-                let mut head = [0u8; 8];
-                let n = op.key.len().min(8);
-                head[..n].copy_from_slice(&op.key[..n]);
-                ops.push(Replayed {
-                    partition: op.partition,
-                    prefix: u64::from_be_bytes(head),
-                    seq: op.seq,
-                    key,
-                    value,
-                });
+                batch.push(op.partition, op.seq, op.key, op.value);
             }
             Ok(())
-        })
-    })
-    .map_err(|c| corruption(path, c.offset, c.reason))?;
-    ops.sort_unstable_by(|a, b| {
-        a.partition
-            .cmp(&b.partition)
-            .then_with(|| a.prefix.cmp(&b.prefix))
-            .then_with(|| a.key.get(data, &arena).cmp(b.key.get(data, &arena)))
-            .then_with(|| a.seq.cmp(&b.seq))
-    });
-    for op in &ops {
-        if let Some(p) = by_id.get(&op.partition) {
-            let value = op.value.as_ref().map(|v| v.get(data, &arena));
-            p.insert(
-                op.key.get(data, &arena),
-                op.seq,
-                value,
-                usize::MAX,
-                first_wal,
-            );
+        })?;
+        if batch.arena.len() >= REPLAY_BATCH_BYTES {
+            batch.apply(by_id, first_wal);
         }
-    }
+        Ok(())
+    })
+    .map_err(|e| log_error(path, e))?;
+    batch.apply(by_id, first_wal);
     Ok(())
+}
+
+/// A log read error as the engine's error, naming the file.
+fn log_error(path: &Path, e: ReadLogError) -> crate::error::Error {
+    match e {
+        ReadLogError::Io(e) => e.into(),
+        ReadLogError::Corrupt(c) => corruption(path, c.offset, c.reason),
+    }
 }
 
 /// What the manifest says that the WAL must agree with.
@@ -189,10 +207,12 @@ enum FirstRecord {
 }
 
 fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
-    let data = crate::fs::read_file(fs.as_ref(), path)?;
+    let file = fs.open_read(path)?;
+    let len = file.len()?;
+    let mut src = FileSource::new(file, len, BLOCK_SIZE);
     let mut first = FirstRecord::Other;
     // Only the first record matters: stop there (the "error" is ours).
-    let _ = read_log(&data, |_, payload| {
+    let _ = read_log_from(&mut src, |_, payload| {
         first = match crate::batch::decode_previous_wal(payload) {
             Ok(Some((number, len))) => FirstRecord::PreviousWal { number, len },
             _ if payload.first() == Some(&crate::batch::TAG_WRITE_BATCH) => FirstRecord::Batch,
@@ -203,10 +223,10 @@ fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
     Ok(first)
 }
 
-/// Durably cuts the WAL file at `path` (read into `data`) at `offset`.
-fn cut_at(fs: &Arc<dyn Fs>, path: &Path, data: &mut Vec<u8>, offset: u64) -> Result<()> {
+/// Durably cuts the WAL file at `path`, `len` bytes long, at `offset`.
+fn cut_at(fs: &Arc<dyn Fs>, path: &Path, len: &mut u64, offset: u64) -> Result<()> {
     fs.truncate(path, offset)?;
-    data.truncate(usize::try_from(offset).unwrap_or(data.len()));
+    *len = offset.min(*len);
     Ok(())
 }
 
@@ -253,7 +273,9 @@ pub fn replay(
     let mut wal_starts = std::collections::BTreeMap::new();
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
-        let mut data = crate::fs::read_file(fs.as_ref(), &path)?;
+        let file = fs.open_read(&path)?;
+        let mut len = file.len()?;
+        let mut src = FileSource::new(file, len, REPLAY_WINDOW);
         let seq_before = last_seq;
         let known_before = known;
         if known.is_none() {
@@ -270,7 +292,7 @@ pub fn replay(
         let mut unknown_partition: Option<(u64, u64)> = None;
         // Durable sequence numbers missing: (last before, next found, offset).
         let mut gap: Option<(u64, u64, u64)> = None;
-        let end = read_log(&data, |offset, payload| {
+        let end = read_log_from(&mut src, |offset, payload| {
             if let Some(prev) = crate::batch::decode_previous_wal(payload)? {
                 if offset != 0 {
                     return Err("previous-WAL record not at the start of the file".into());
@@ -352,16 +374,17 @@ pub fn replay(
         }
         // (A file dropped below is never replayed: what it holds is not
         // judged.)
+        drop(src);
         let end = match end {
-            Err(_) if previous_short => LogEnd::Clean,
-            end => end.map_err(|c| corruption(&path, c.offset, c.reason))?,
+            Err(ReadLogError::Corrupt(_)) if previous_short => LogEnd::Clean,
+            end => end.map_err(|e| log_error(&path, e))?,
         };
         // Preallocated space never written: the log ends cleanly where the
         // zeros start. They are cut, so a kept file holds only its records
         // and its length is the one a later file's previous-WAL record names.
         let end = match end {
             LogEnd::ZeroTail { offset } => {
-                cut_at(fs, &path, &mut data, offset)?;
+                cut_at(fs, &path, &mut len, offset)?;
                 LogEnd::Clean
             }
             end => end,
@@ -426,14 +449,21 @@ pub fn replay(
                 }
                 None => None,
             };
-            // The next file was started when this one held `len` bytes of
-            // records, and they are all here: what follows them was never
+            // The next file was started when this one held `written` bytes
+            // of records, and they are all here: what follows them was never
             // written (damage in unused space, such as preallocated zeros),
             // so nothing is lost. Cut it and go on to the next file.
-            if let Some((_, FirstRecord::PreviousWal { number: prev, len })) = &next {
-                if prev == number && offset >= *len {
-                    cut_at(fs, &path, &mut data, offset)?;
-                    files.push((path, data.len() as u64));
+            if let Some((
+                _,
+                FirstRecord::PreviousWal {
+                    number: prev,
+                    len: written,
+                },
+            )) = &next
+            {
+                if prev == number && offset >= *written {
+                    cut_at(fs, &path, &mut len, offset)?;
+                    files.push((path, len));
                     continue;
                 }
             }
@@ -451,8 +481,8 @@ pub fn replay(
                     ));
                 }
             }
-            cut_at(fs, &path, &mut data, offset)?;
-            files.push((path, data.len() as u64));
+            cut_at(fs, &path, &mut len, offset)?;
+            files.push((path, len));
             let later = &numbers[i + 1..];
             for n in later {
                 fs.remove_file(&dir.join(wal_file_name(*n)))?;
@@ -462,7 +492,7 @@ pub fn replay(
             }
             break;
         }
-        files.push((path, data.len() as u64));
+        files.push((path, len));
     }
 
     // However the log ends, it holds every durable sequence number (the
@@ -495,24 +525,12 @@ pub fn replay(
         .collect();
     let first_wal = kept.keys().next().copied().unwrap_or(next_wal_number);
 
-    // Pass 2, one file at a time: collect the operations of live
-    // partitions, sort, insert.
+    // Pass 2: collect the operations of live partitions a batch at a
+    // time, sort, insert.
     let by_id: HashMap<u64, &Arc<PartitionState>> =
         partitions.values().map(|p| (p.id(), p)).collect();
     for (path, len) in &files {
-        let mut data = crate::fs::read_file(fs.as_ref(), path)?;
-        if (data.len() as u64) < *len {
-            return Err(corruption(
-                path,
-                data.len() as u64,
-                format!(
-                    "the file shrank to {} bytes during recovery (was {len})",
-                    data.len()
-                ),
-            ));
-        }
-        data.truncate(usize::try_from(*len).unwrap_or(data.len()));
-        apply_file(path, &data, &by_id, first_wal)?;
+        apply_file(fs, path, *len, &by_id, first_wal)?;
     }
     Ok(Recovered {
         last_seq,

@@ -43,6 +43,105 @@ pub struct LogCorruption {
     pub reason: String,
 }
 
+/// Why a log read from a [`LogSource`] stopped early.
+#[derive(Debug)]
+pub enum ReadLogError {
+    /// Reading the bytes failed.
+    Io(std::io::Error),
+    /// The log is damaged, or the callback rejected a record.
+    Corrupt(LogCorruption),
+}
+
+impl From<LogCorruption> for ReadLogError {
+    fn from(c: LogCorruption) -> Self {
+        ReadLogError::Corrupt(c)
+    }
+}
+
+/// Where a log's bytes come from. The reader asks for them a window at a
+/// time, in order, so a file is never in memory whole.
+pub trait LogSource {
+    /// The log's length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the log is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many bytes the reader asks for at a time (rounded up to whole
+    /// blocks).
+    fn window(&self) -> usize;
+
+    /// The bytes `start..start + len` (inside the log). The slice lives
+    /// until the next call.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn read(&mut self, start: u64, len: usize) -> std::io::Result<&[u8]>;
+}
+
+/// A log in memory: one window, no copy.
+impl LogSource for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn window(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn read(&mut self, start: u64, len: usize) -> std::io::Result<&[u8]> {
+        usize::try_from(start)
+            .ok()
+            .and_then(|s| self.get(s..s.checked_add(len)?))
+            .ok_or_else(|| std::io::Error::other("read past the end of the log"))
+    }
+}
+
+/// A log file read a window at a time into one reused buffer.
+#[derive(Debug)]
+pub struct FileSource {
+    file: std::sync::Arc<dyn crate::fs::ReadableFile>,
+    len: u64,
+    window: usize,
+    buf: Vec<u8>,
+}
+
+impl FileSource {
+    /// Reads the first `len` bytes of `file` in windows of `window` bytes.
+    pub fn new(file: std::sync::Arc<dyn crate::fs::ReadableFile>, len: u64, window: usize) -> Self {
+        FileSource {
+            file,
+            len,
+            window: window.max(1),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl LogSource for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn read(&mut self, start: u64, len: usize) -> std::io::Result<&[u8]> {
+        if start
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(std::io::Error::other("read past the end of the log"));
+        }
+        self.buf.resize(len, 0);
+        self.file.read_exact_at(&mut self.buf, start)?;
+        Ok(&self.buf)
+    }
+}
+
 /// Reads every record of `data` in order, handing each (with its offset) to
 /// `on_record`. A record the callback rejects (`Err(reason)`) is corruption
 /// at that record's offset.
@@ -51,78 +150,149 @@ pub struct LogCorruption {
 /// [`LogCorruption`] when a bad spot is followed by a valid fragment, or when
 /// the callback rejects a record.
 pub fn read_log(
-    data: &[u8],
-    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    mut data: &[u8],
+    on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
 ) -> Result<LogEnd, LogCorruption> {
-    let mut pos = 0usize;
+    read_log_from(&mut data, on_record).map_err(|e| match e {
+        ReadLogError::Corrupt(c) => c,
+        // A slice is never read past its end; should that change, the
+        // error still says what happened.
+        ReadLogError::Io(e) => LogCorruption {
+            offset: 0,
+            reason: e.to_string(),
+        },
+    })
+}
+
+/// Where a window's scan stopped short of the window's end.
+enum Stop {
+    /// Bytes at `pos` are not a valid fragment (nor a zero block trailer).
+    Unparsable { pos: u64, reason: &'static str },
+    /// A valid fragment out of sequence at `pos`.
+    OutOfSequence { pos: u64, reason: String },
+    /// A non-zero block trailer at `pos`.
+    Trailer { pos: u64 },
+}
+
+/// [`read_log`] over a [`LogSource`], a window of whole blocks at a time
+/// (fragments never cross a block, so each lies in one window). Only the
+/// window and a record spanning blocks are in memory; payloads handed to
+/// `on_record` live until it returns.
+///
+/// # Errors
+/// As [`read_log`], and I/O errors of the source.
+pub fn read_log_from<S: LogSource + ?Sized>(
+    src: &mut S,
+    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<LogEnd, ReadLogError> {
+    let total = src.len();
+    let window = src.window().div_ceil(BLOCK_SIZE).max(1) * BLOCK_SIZE;
     // Offset and bytes of a record whose FIRST fragment was read.
-    let mut partial: Option<(usize, Vec<u8>)> = None;
+    let mut partial: Option<(u64, Vec<u8>)> = None;
     // End of the last complete record.
-    let mut record_end = 0usize;
+    let mut record_end = 0u64;
+    let mut base = 0u64;
+    while base < total {
+        let wlen = (total - base).min(window as u64) as usize;
+        let data = src.read(base, wlen).map_err(ReadLogError::Io)?;
+        let stop = scan_window(data, base, &mut partial, &mut record_end, &mut on_record)?;
+        let Some(stop) = stop else {
+            base += wlen as u64;
+            continue;
+        };
+        return match stop {
+            Stop::Unparsable { pos, reason } => {
+                if partial.is_none() && all_zero_from(src, pos)? {
+                    Ok(LogEnd::ZeroTail { offset: record_end })
+                } else {
+                    bad(src, pos, &partial, pos + 1, reason)
+                }
+            }
+            Stop::Trailer { pos } => bad(src, pos, &partial, pos + 1, "non-zero block trailer"),
+            // The fragment itself is valid, so whatever came before it is
+            // lost in the middle.
+            Stop::OutOfSequence { pos, reason } => bad(src, pos, &partial, pos, &reason),
+        };
+    }
+    Ok(match partial {
+        None => LogEnd::Clean,
+        Some((start, _)) => LogEnd::TornTail { offset: start },
+    })
+}
+
+/// Reads the fragments of one window (`data`, at offset `base` of the log,
+/// a block boundary). Returns where it stopped early, if it did.
+fn scan_window(
+    data: &[u8],
+    base: u64,
+    partial: &mut Option<(u64, Vec<u8>)>,
+    record_end: &mut u64,
+    on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<Option<Stop>, LogCorruption> {
+    let mut pos = 0usize;
     loop {
         let left_in_block = BLOCK_SIZE - pos % BLOCK_SIZE;
         if left_in_block < HEADER_LEN {
             let end = (pos + left_in_block).min(data.len());
             if data[pos..end].iter().any(|&b| b != 0) {
-                return bad(data, pos, &partial, pos + 1, "non-zero block trailer");
+                return Ok(Some(Stop::Trailer {
+                    pos: base + pos as u64,
+                }));
             }
             pos = end;
-            if pos < data.len() {
-                continue;
-            }
         }
         if pos == data.len() {
-            return Ok(match partial {
-                None => LogEnd::Clean,
-                Some((start, _)) => LogEnd::TornTail {
-                    offset: start as u64,
-                },
-            });
+            return Ok(None);
         }
+        let at = base + pos as u64;
         let fragment = match parse_fragment(data, pos) {
             Ok(f) => f,
-            Err(_) if partial.is_none() && data[pos..].iter().all(|&b| b == 0) => {
-                return Ok(LogEnd::ZeroTail {
-                    offset: record_end as u64,
-                });
-            }
-            Err(reason) => return bad(data, pos, &partial, pos + 1, reason),
+            Err(reason) => return Ok(Some(Stop::Unparsable { pos: at, reason })),
         };
-        let next = pos + HEADER_LEN + fragment.payload.len();
+        let next = at + (HEADER_LEN + fragment.payload.len()) as u64;
         match (fragment.kind, partial.as_mut()) {
             (FragmentType::Full, None) => {
-                on_record(pos as u64, fragment.payload).map_err(|reason| LogCorruption {
-                    offset: pos as u64,
-                    reason,
-                })?;
-                record_end = next;
+                on_record(at, fragment.payload)
+                    .map_err(|reason| LogCorruption { offset: at, reason })?;
+                *record_end = next;
             }
-            (FragmentType::First, None) => partial = Some((pos, fragment.payload.to_vec())),
+            (FragmentType::First, None) => *partial = Some((at, fragment.payload.to_vec())),
             (FragmentType::Middle, Some((_, buf))) => buf.extend_from_slice(fragment.payload),
             (FragmentType::Last, Some((start, buf))) => {
                 buf.extend_from_slice(fragment.payload);
                 let start = *start;
-                on_record(start as u64, buf).map_err(|reason| LogCorruption {
-                    offset: start as u64,
+                on_record(start, buf).map_err(|reason| LogCorruption {
+                    offset: start,
                     reason,
                 })?;
-                partial = None;
-                record_end = next;
+                *partial = None;
+                *record_end = next;
             }
             (kind, _) => {
-                // A fragment out of sequence: the fragment itself is valid,
-                // so whatever came before it is lost in the middle.
-                return bad(
-                    data,
-                    pos,
-                    &partial,
-                    pos,
-                    &format!("unexpected {kind:?} fragment"),
-                );
+                return Ok(Some(Stop::OutOfSequence {
+                    pos: at,
+                    reason: format!("unexpected {kind:?} fragment"),
+                }))
             }
         }
-        pos = next;
+        pos += HEADER_LEN + fragment.payload.len();
     }
+}
+
+/// Whether every byte from `from` to the end of the log is zero.
+fn all_zero_from<S: LogSource + ?Sized>(src: &mut S, from: u64) -> Result<bool, ReadLogError> {
+    let total = src.len();
+    let window = src.window().max(BLOCK_SIZE) as u64;
+    let mut at = from;
+    while at < total {
+        let n = (total - at).min(window) as usize;
+        let bytes = src.read(at, n).map_err(ReadLogError::Io)?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 struct Fragment<'a> {
@@ -130,8 +300,8 @@ struct Fragment<'a> {
     payload: &'a [u8],
 }
 
-/// Parses the fragment at `pos` (which has room for a header in its block).
-/// On failure says why.
+/// Parses the fragment at `pos` of `data`, which starts at a block boundary
+/// (`pos` has room for a header in its block). On failure says why.
 fn parse_fragment(data: &[u8], pos: usize) -> Result<Fragment<'_>, &'static str> {
     let Some(header) = data.get(pos..pos + HEADER_LEN) else {
         return Err("truncated fragment header");
@@ -160,35 +330,60 @@ fn parse_fragment(data: &[u8], pos: usize) -> Result<Fragment<'_>, &'static str>
 /// Decides between a torn tail and corruption after a bad spot at `pos`:
 /// corruption if a valid fragment starts anywhere from `from` to the end of
 /// that block, or at any later block start.
-fn bad(
-    data: &[u8],
-    pos: usize,
-    partial: &Option<(usize, Vec<u8>)>,
-    from: usize,
+fn bad<S: LogSource + ?Sized>(
+    src: &mut S,
+    pos: u64,
+    partial: &Option<(u64, Vec<u8>)>,
+    from: u64,
     reason: &str,
-) -> Result<LogEnd, LogCorruption> {
+) -> Result<LogEnd, ReadLogError> {
+    let total = src.len();
+    let block = BLOCK_SIZE as u64;
     let record_start = partial.as_ref().map_or(pos, |(start, _)| *start);
-    let block_end = (pos / BLOCK_SIZE + 1) * BLOCK_SIZE;
-    let in_block = (from..block_end.min(data.len()))
+    let corrupt = |candidate: u64| {
+        ReadLogError::Corrupt(LogCorruption {
+            offset: record_start,
+            reason: format!(
+                "{reason} at offset {pos}, followed by valid data at offset {candidate}"
+            ),
+        })
+    };
+    // The rest of the bad spot's block (read whole, so that a fragment is
+    // parsed against its own block).
+    let block_start = pos - pos % block;
+    let block_end = block_start + block;
+    let bytes = src
+        .read(block_start, (total.min(block_end) - block_start) as usize)
+        .map_err(ReadLogError::Io)?;
+    let in_block = (from..block_end.min(total))
+        .map(|c| (c - block_start) as usize)
         .filter(|&c| BLOCK_SIZE - c % BLOCK_SIZE >= HEADER_LEN)
         // Cheap filter before the checksum: a valid fragment type byte.
         .filter(|&c| {
-            data.get(c + HEADER_LEN - 1)
+            bytes
+                .get(c + HEADER_LEN - 1)
                 .is_some_and(|t| (1..=4).contains(t))
         });
-    let later_blocks = (block_end..data.len()).step_by(BLOCK_SIZE);
-    for candidate in in_block.chain(later_blocks) {
-        if parse_fragment(data, candidate).is_ok() {
-            return Err(LogCorruption {
-                offset: record_start as u64,
-                reason: format!(
-                    "{reason} at offset {pos}, followed by valid data at offset {candidate}"
-                ),
-            });
+    for c in in_block {
+        if parse_fragment(bytes, c).is_ok() {
+            return Err(corrupt(block_start + c as u64));
         }
     }
+    // Every later block start, a window at a time.
+    let window = (src.window().div_ceil(BLOCK_SIZE).max(1) * BLOCK_SIZE) as u64;
+    let mut at = block_end;
+    while at < total {
+        let n = (total - at).min(window) as usize;
+        let bytes = src.read(at, n).map_err(ReadLogError::Io)?;
+        for c in (0..n).step_by(BLOCK_SIZE) {
+            if parse_fragment(bytes, c).is_ok() {
+                return Err(corrupt(at + c as u64));
+            }
+        }
+        at += n as u64;
+    }
     Ok(LogEnd::TornTail {
-        offset: record_start as u64,
+        offset: record_start,
     })
 }
 
@@ -205,13 +400,88 @@ mod tests {
         out
     }
 
+    /// Reads `data` whole, and checks that reading it from a source a
+    /// window at a time (one block, three blocks) gives the same records,
+    /// offsets and end.
     fn read(data: &[u8]) -> Result<(Vec<Vec<u8>>, LogEnd), LogCorruption> {
         let mut got = Vec::new();
-        let end = read_log(data, |_, r| {
+        let whole = read_log(data, |o, r| {
+            got.push((o, r.to_vec()));
+            Ok(())
+        });
+        for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
+            let mut src = Copied {
+                data,
+                window,
+                buf: Vec::new(),
+            };
+            let mut windowed = Vec::new();
+            let end = read_log_from(&mut src, |o, r| {
+                windowed.push((o, r.to_vec()));
+                Ok(())
+            })
+            .map_err(|e| match e {
+                ReadLogError::Corrupt(c) => c,
+                ReadLogError::Io(e) => panic!("I/O error from memory: {e}"),
+            });
+            assert_eq!(end, whole, "window {window}");
+            if whole.is_ok() {
+                assert_eq!(windowed, got, "window {window}");
+            }
+        }
+        Ok((got.into_iter().map(|(_, r)| r).collect(), whole?))
+    }
+
+    /// A source that copies each window, as a file does.
+    struct Copied<'a> {
+        data: &'a [u8],
+        window: usize,
+        buf: Vec<u8>,
+    }
+
+    impl LogSource for Copied<'_> {
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+
+        fn window(&self) -> usize {
+            self.window
+        }
+
+        fn read(&mut self, start: u64, len: usize) -> std::io::Result<&[u8]> {
+            let start = start as usize;
+            self.buf.clear();
+            self.buf.extend_from_slice(&self.data[start..start + len]);
+            Ok(&self.buf)
+        }
+    }
+
+    #[test]
+    fn a_file_source_reads_windows_of_the_file() {
+        let records = sample();
+        let data = write(&records);
+        use crate::fs::Fs;
+        let fs = crate::fs::SimFs::new();
+        let path = std::path::Path::new("/log");
+        let mut f = fs.create(path).unwrap();
+        f.append(&data).unwrap();
+        drop(f);
+        let mut src = FileSource::new(fs.open_read(path).unwrap(), data.len() as u64, 100);
+        let mut got = Vec::new();
+        let end = read_log_from(&mut src, |_, r| {
             got.push(r.to_vec());
             Ok(())
-        })?;
-        Ok((got, end))
+        })
+        .unwrap();
+        assert_eq!((got, end), (records, LogEnd::Clean));
+        assert!(
+            src.read(data.len() as u64 - 1, 2).is_err(),
+            "read past the end"
+        );
+        // A length beyond the file is an I/O error, not a panic.
+        let mut long = FileSource::new(fs.open_read(path).unwrap(), data.len() as u64 + 10, 100);
+        let err = read_log_from(&mut long, |_, _| Ok(())).unwrap_err();
+        assert!(matches!(err, ReadLogError::Io(_)), "{err:?}");
     }
 
     fn sample() -> Vec<Vec<u8>> {
