@@ -149,7 +149,7 @@ fn repeated_reads_hit_the_block_cache() {
 #[test]
 fn block_cache_respects_its_budget_with_metadata_charged() {
     let sim = SimFs::new();
-    let budget = 24 << 10;
+    let budget = 28 << 10;
     let options = Options {
         block_cache_size: budget,
         ..sim_options(&sim)
@@ -167,6 +167,47 @@ fn block_cache_respects_its_budget_with_metadata_charged() {
         s.blocks > 0 && s.inserts > s.blocks as u64,
         "evicted: {s:?}"
     );
+}
+
+/// Readers on several threads, a cache far smaller than the data: blocks
+/// are evicted all the time and their buffers reused for other blocks
+/// (`BufferPool`) while scans and other readers may still hold them.
+#[test]
+fn concurrent_readers_through_a_small_cache_read_what_was_written() {
+    let sim = SimFs::new();
+    let options = Options {
+        block_cache_size: 48 << 10,
+        ..sim_options(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    let model = fill(&db, "p", 4, 3000);
+    let keys: Vec<&Vec<u8>> = model.keys().collect();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (db, model, keys) = (&db, &model, &keys);
+            s.spawn(move || {
+                // A scan held open across the point reads.
+                let mut scan = db.scan("p", None, None).expect("scan");
+                let mut scanned = model.iter();
+                let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for _ in 0..3000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = keys[(x % keys.len() as u64) as usize];
+                    let got = db.get("p", k).expect("get");
+                    assert_eq!(got.as_deref(), model.get(k).map(Vec::as_slice));
+                    if let Some(entry) = scan.next() {
+                        let (sk, sv) = entry.expect("scan entry");
+                        let (mk, mv) = scanned.next().expect("model entry");
+                        assert_eq!((&sk[..], &sv[..]), (&mk[..], &mv[..]));
+                    }
+                }
+            });
+        }
+    });
+    let s = db.stats().block_cache;
+    assert!(s.inserts > s.blocks as u64, "blocks were evicted: {s:?}");
 }
 
 #[test]

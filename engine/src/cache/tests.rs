@@ -97,3 +97,68 @@ fn namespaces_are_distinct() {
     assert!(cache.get(&k(b)).is_none());
     assert!(cache.get(&k(a)).is_some());
 }
+
+#[test]
+fn a_released_block_buffer_is_reused_for_a_block_of_its_class() {
+    let pool = Arc::new(BufferPool::default());
+    let mut buf = pool.take(4101);
+    assert_eq!(buf.len(), 4101);
+    assert_eq!(buf.capacity(), 4101_usize.next_multiple_of(BUFFER_ALIGN));
+    buf[0] = 42;
+    let ptr = buf.as_ptr();
+    let shared = pool.share(buf);
+    let slice = shared.slice(..10);
+    drop(shared);
+    assert!(pool.is_empty(), "a slice still holds the buffer");
+    drop(slice);
+    assert_eq!(pool.len(), 1);
+    // Another block of the class gets the same memory, old bytes and all
+    // (the read overwrites them).
+    let again = pool.take(4200);
+    assert_eq!((again.as_ptr(), again.len(), again[0]), (ptr, 4200, 42));
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn blocks_of_another_class_get_a_new_buffer() {
+    let pool = Arc::new(BufferPool::default());
+    drop(pool.share(pool.take(4096)));
+    assert_eq!(pool.len(), 1);
+    let small = pool.take(100);
+    assert_eq!(small.capacity(), BUFFER_ALIGN);
+    let big = pool.take(4097);
+    assert_eq!(big.capacity(), 4096 + BUFFER_ALIGN);
+    assert_eq!(
+        pool.len(),
+        1,
+        "the 4096-byte buffer still waits for its class"
+    );
+    // Too large to keep: freed on release.
+    drop(pool.share(pool.take(MAX_POOLED + 1)));
+    assert_eq!(pool.len(), 1);
+    // A buffer `take` did not allocate (not a whole class) is not kept.
+    drop(pool.share(Vec::with_capacity(100)));
+    assert_eq!(pool.len(), 1);
+}
+
+#[test]
+fn the_pool_keeps_a_bounded_number_of_buffers() {
+    let pool = Arc::new(BufferPool::default());
+    let held: Vec<Bytes> = (0..POOL_MAX + 10)
+        .map(|i| pool.share(pool.take(1000 + i * 300)))
+        .collect();
+    drop(held);
+    assert_eq!(pool.len(), POOL_MAX);
+}
+
+#[test]
+fn a_block_read_through_the_cache_is_charged_its_buffer() {
+    let cache = BlockCache::new(1 << 20);
+    let b = block(1, 100);
+    let len = b.contents().len();
+    cache.insert_sized(key(1, 0), b, len.next_multiple_of(BUFFER_ALIGN));
+    assert_eq!(
+        cache.stats().usage,
+        len.next_multiple_of(BUFFER_ALIGN) + ENTRY_OVERHEAD
+    );
+}

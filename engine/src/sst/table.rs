@@ -104,9 +104,13 @@ fn read_exact(file: &dyn ReadableFile, path: &Path, buf: &mut [u8], offset: u64)
 /// Allocates a buffer of `len` bytes, where `len` was checked against the
 /// file size by the caller.
 fn buffer(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
-    let len = usize::try_from(len)
-        .map_err(|_| corruption(path, offset, format!("block of {len} bytes is too large")))?;
-    Ok(vec![0u8; len])
+    Ok(vec![0u8; block_len(path, offset, len)?])
+}
+
+/// `len` (checked against the file size by the caller) as a buffer length.
+fn block_len(path: &Path, offset: u64, len: u64) -> Result<usize> {
+    usize::try_from(len)
+        .map_err(|_| corruption(path, offset, format!("block of {len} bytes is too large")))
 }
 
 impl Table {
@@ -430,15 +434,29 @@ impl Table {
                 return Ok(block);
             }
         }
-        let mut buf = buffer(&self.path, handle.offset, end - handle.offset)?;
-        read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
-        let n = check_trailer(&buf)
+        let (contents, allocated) = match &key {
+            // A reused buffer: see `BufferPool`.
+            Some((cache, _)) => {
+                let len = block_len(&self.path, handle.offset, end - handle.offset)?;
+                let mut buf = cache.buffers().take(len);
+                read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
+                let allocated = buf.capacity();
+                (cache.buffers().share(buf), allocated)
+            }
+            None => {
+                let mut buf = buffer(&self.path, handle.offset, end - handle.offset)?;
+                read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
+                let allocated = buf.capacity();
+                (Bytes::from(buf), allocated)
+            }
+        };
+        let n = check_trailer(&contents)
             .map_err(|e| e.at(&self.path, handle.offset))?
             .len();
-        buf.truncate(n);
-        let block = Block::decode(Bytes::from(buf)).map_err(|e| e.at(&self.path, handle.offset))?;
+        let block =
+            Block::decode(contents.slice(..n)).map_err(|e| e.at(&self.path, handle.offset))?;
         if let Some((cache, key)) = key.filter(|_| fill_cache) {
-            cache.insert(key, block.clone());
+            cache.insert_sized(key, block.clone(), allocated);
         }
         Ok(block)
     }
