@@ -35,11 +35,14 @@ pub struct Options {
     /// Size at which the WAL moves to a new file (default 64 MiB).
     pub wal_file_size: u64,
     /// Step in which WAL files grow ahead of their records (default 1 MiB;
-    /// 0 grows them as written). The file is extended with zeros (sparsely:
-    /// no disk space is used until written), so a synced write lands inside
-    /// the file and its `fdatasync` commits no size change: about 1.5× the
-    /// synced writes per second on ext4. Steps above 1 GiB are cut to 1 GiB;
-    /// a file system that cannot preallocate grows the file as written.
+    /// 0 grows them as written). A synced write then lands inside the file
+    /// and its `fdatasync` commits no size change: about 1.5× the synced
+    /// writes per second on ext4. On Linux the step's blocks are allocated
+    /// (`fallocate`) and mapped, and appends are copied into the mapping
+    /// with no system call per write (1.7–1.9× the fillseq rate); elsewhere,
+    /// or where the file system cannot allocate, the file is extended
+    /// sparsely and written with `pwrite`. Steps above 1 GiB are cut to
+    /// 1 GiB; 0 also turns the mapping off.
     pub wal_preallocate: u64,
     /// Most bytes of write batches one group commit takes (default 4 MiB).
     pub max_group_bytes: usize,

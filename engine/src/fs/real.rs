@@ -30,7 +30,9 @@ impl Fs for RealFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        // Readable too: a shared writable mapping needs it.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
@@ -40,6 +42,7 @@ impl Fs for RealFs {
             len: 0,
             size: 0,
             append_mode: false,
+            map: None,
         }))
     }
 
@@ -51,6 +54,7 @@ impl Fs for RealFs {
             len,
             size: len,
             append_mode: true,
+            map: None,
         }))
     }
 
@@ -138,18 +142,107 @@ impl Fs for RealFs {
 #[derive(Debug)]
 struct RealWritable {
     file: File,
-    /// The position.
+    /// Bytes written.
     len: u64,
-    /// The file's size as far as this handle knows: at least `len`, more
-    /// after `preallocate`.
+    /// The file's size (beyond `len` when preallocated).
     size: u64,
     append_mode: bool,
+    /// The preallocated space after `len`, mapped: appends are copied into
+    /// the page cache without a system call (see `preallocate`).
+    map: Option<Mapped>,
+}
+
+/// A shared writable mapping of the file from `start` (a page boundary).
+#[derive(Debug)]
+struct Mapped {
+    start: u64,
+    map: memmap2::MmapMut,
+}
+
+/// The page size assumed for the mapping's offset (a multiple of the real
+/// one on every Linux platform the engine runs on).
+const MAP_ALIGN: u64 = 64 << 10;
+
+impl RealWritable {
+    /// Allocates the file's blocks up to `len` (not sparse), so that
+    /// storing into a mapping of them cannot fail for want of space (that
+    /// would be a SIGBUS, not an error). `Ok(false)` when the file system
+    /// cannot.
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, len: u64) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(add)) = (
+            libc::off_t::try_from(self.size),
+            libc::off_t::try_from(len - self.size),
+        ) else {
+            return Ok(false);
+        };
+        // SAFETY: fallocate takes no pointers; the descriptor is ours and
+        // open for writing.
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, add) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(false),
+            _ => Err(err),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn allocate(&self, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    /// Maps the file from the page holding `len` to its end.
+    fn remap(&mut self) -> io::Result<()> {
+        self.map = None;
+        let start = self.len - self.len % MAP_ALIGN;
+        let Ok(map_len) = usize::try_from(self.size - start) else {
+            return Ok(());
+        };
+        // SAFETY: the mapping lies inside the file (its blocks allocated
+        // above), and the engine neither truncates nor shrinks a file it is
+        // writing: a WAL file is cut only at recovery, before it is written
+        // again, and deleted only after its writer is gone (an unlinked
+        // file's pages stay mapped). Only this handle writes through it.
+        // Another process truncating the file would make stores fault
+        // (SIGBUS); the directory lock keeps the engine's own processes out.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(map_len)
+                .map_mut(&self.file)?
+        };
+        self.map = Some(Mapped { start, map });
+        Ok(())
+    }
 }
 
 impl WritableFile for RealWritable {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
-        self.len += data.len() as u64;
+        let end = self.len + data.len() as u64;
+        if let Some(m) = &mut self.map {
+            // In the mapping: `start <= len` and `end <= size`, the
+            // mapping's end.
+            if let (Ok(from), Ok(to)) = (
+                usize::try_from(self.len - m.start),
+                usize::try_from(end - m.start),
+            ) {
+                if let Some(dst) = m.map.get_mut(from..to) {
+                    dst.copy_from_slice(data);
+                    self.len = end;
+                    return Ok(());
+                }
+            }
+        }
+        if self.append_mode {
+            self.file.write_all(data)?;
+        } else {
+            self.file.write_all_at(data, self.len)?;
+        }
+        self.len = end;
         self.size = self.size.max(self.len);
         Ok(())
     }
@@ -162,16 +255,31 @@ impl WritableFile for RealWritable {
             ));
         }
         if len > self.size {
-            // A sparse extension: ext4 and XFS then commit no size change
-            // when a later append inside it is synced (measured: about 1.5×
-            // the synced appends per second of writing past the end).
-            self.file.set_len(len)?;
-            self.size = len;
+            if self.allocate(len)? {
+                self.size = len;
+                // Appends up to `len` now go through a mapping: no system
+                // call per write (a synced write pays the same fdatasync).
+                // A failed mapping leaves appends to pwrite.
+                if self.remap().is_err() {
+                    self.map = None;
+                }
+            } else {
+                // A sparse extension: ext4 and XFS then commit no size
+                // change when a later append inside it is synced (measured:
+                // about 1.5× the synced appends per second of writing past
+                // the end). Not mapped: a store into a hole the file system
+                // cannot fill would fault.
+                self.map = None;
+                self.file.set_len(len)?;
+                self.size = len;
+            }
         }
         Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        // fdatasync writes the file's dirty pages, those stored through the
+        // mapping included.
         self.file.sync_data()
     }
 
@@ -258,6 +366,53 @@ mod tests {
     fn preallocate_keeps_the_position_and_extends_with_zeros() -> io::Result<()> {
         let dir = TempDir::new("prealloc")?;
         crate::fs::tests::preallocate_contract(&RealFs::new(), &dir.0)
+    }
+
+    /// Appends stored through the mapping of preallocated space, across
+    /// steps (each remapped), straddling a step's end (written with pwrite
+    /// past the mapping) and after a failed step, read back by another
+    /// handle, before and after the writer is dropped.
+    #[test]
+    fn appends_into_preallocated_space_read_back_whole() -> io::Result<()> {
+        let dir = TempDir::new("mapped")?;
+        let fs = RealFs::new();
+        let path = dir.0.join("000001.wal");
+        let mut file = fs.create(&path)?;
+        let mut expected = Vec::new();
+        let step = 200_000u64; // not a multiple of the page size
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let chunk: Vec<u8> = (0..(x % 700) as usize)
+                .map(|j| (i as usize + j) as u8)
+                .collect();
+            let end = file.len() + chunk.len() as u64;
+            // Like the WAL writer, but every fifth step is left out, so
+            // some appends run past the preallocated end.
+            if i % 5 != 0 && end > fs.file_size(&path)? {
+                file.preallocate(end.div_ceil(step) * step)?;
+            }
+            file.append(&chunk)?;
+            expected.extend_from_slice(&chunk);
+            if i % 1000 == 999 {
+                file.sync_data()?;
+            }
+        }
+        assert_eq!(file.len(), expected.len() as u64);
+        let size = fs.file_size(&path)?;
+        assert!(size >= expected.len() as u64);
+        let mut whole = expected.clone();
+        whole.resize(usize::try_from(size).map_err(io::Error::other)?, 0);
+        assert_eq!(
+            read_all(&fs, &path)?,
+            whole,
+            "read while the writer is open"
+        );
+        drop(file);
+        assert_eq!(read_all(&fs, &path)?, whole, "read after it is dropped");
+        Ok(())
     }
 
     #[test]
