@@ -78,6 +78,12 @@ struct ReplayBatch {
 }
 
 impl ReplayBatch {
+    /// Memory held: keys and values, and the operations (which dominate
+    /// for deletes of short keys).
+    fn bytes(&self) -> usize {
+        self.arena.len() + self.ops.len() * std::mem::size_of::<Replayed>()
+    }
+
     fn push(&mut self, partition: u64, seq: SeqNo, key: &[u8], value: Option<&[u8]>) {
         let mut copy = |bytes: &[u8]| {
             let r = self.arena.len()..self.arena.len() + bytes.len();
@@ -154,7 +160,7 @@ fn apply_file(
             }
             Ok(())
         })?;
-        if batch.arena.len() >= REPLAY_BATCH_BYTES {
+        if batch.bytes() >= REPLAY_BATCH_BYTES {
             batch.apply(by_id, first_wal);
         }
         Ok(())
@@ -211,8 +217,10 @@ fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
     let len = file.len()?;
     let mut src = FileSource::new(file, len, BLOCK_SIZE);
     let mut first = FirstRecord::Other;
-    // Only the first record matters: stop there (the "error" is ours).
-    let _ = read_log_from(&mut src, |_, payload| {
+    // Only the first record matters: stop there (the "corruption" is ours).
+    // A read error is not: taken for "nothing readable", it would make
+    // recovery drop the later files.
+    let read = read_log_from(&mut src, |_, payload| {
         first = match crate::batch::decode_previous_wal(payload) {
             Ok(Some((number, len))) => FirstRecord::PreviousWal { number, len },
             _ if payload.first() == Some(&crate::batch::TAG_WRITE_BATCH) => FirstRecord::Batch,
@@ -220,6 +228,9 @@ fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
         };
         Err(String::new())
     });
+    if let Err(ReadLogError::Io(e)) = read {
+        return Err(e.into());
+    }
     Ok(first)
 }
 

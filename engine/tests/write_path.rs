@@ -765,6 +765,18 @@ fn damage_after_the_last_record_of_a_rotated_wal_keeps_the_later_files() {
     );
     damaged[end + 100] = 0x5a;
     rewrite(&sim, &path, &damaged);
+    // Telling this from a torn tail takes the next file's first record: a
+    // failed read there fails the open, and deletes nothing.
+    let next = wal_path(numbers[2]);
+    sim.inject(Fault::on(OpKind::Read, ErrorKind::Other).on_path(&next));
+    let options = Options {
+        wal_file_size: 32 << 10,
+        ..options(&sim)
+    };
+    let err = Db::open(DIR, options).expect_err("a read failed");
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert_eq!(wal_numbers(&sim), numbers, "no WAL file was removed");
+    sim.clear_faults();
     let db = open_with(&sim, 32 << 10);
     assert_eq!(recovered_prefix(&db, 1500, "damaged zeros"), 1500);
     assert_eq!(

@@ -195,6 +195,27 @@ impl RealWritable {
         Ok(false)
     }
 
+    /// Whether stores into allocated blocks of this file cannot fail for
+    /// want of space: ext4, XFS and tmpfs. On a copy-on-write file system
+    /// (btrfs, ZFS) a store into preallocated space may still need new
+    /// blocks, and failing to get them is a SIGBUS, not an error.
+    #[cfg(target_os = "linux")]
+    fn mappable(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        const EXT4: i128 = 0xef53;
+        const XFS: i128 = 0x5846_5342;
+        const TMPFS: i128 = 0x0102_1994;
+        // SAFETY: fstatfs writes one statfs into the zeroed buffer we own.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstatfs(self.file.as_raw_fd(), &mut st) };
+        rc == 0 && [EXT4, XFS, TMPFS].contains(&i128::from(st.f_type))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn mappable(&self) -> bool {
+        false
+    }
+
     /// Maps the file from the page holding `len` to its end.
     fn remap(&mut self) -> io::Result<()> {
         self.map = None;
@@ -255,7 +276,7 @@ impl WritableFile for RealWritable {
             ));
         }
         if len > self.size {
-            if self.allocate(len)? {
+            if self.mappable() && self.allocate(len)? {
                 self.size = len;
                 // Appends up to `len` now go through a mapping: no system
                 // call per write (a synced write pays the same fdatasync).
