@@ -196,6 +196,10 @@ pub(crate) struct Inner {
     pub(crate) wals: WalSpace,
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) committer_wake: Condvar,
+    /// A memtable filled: the next group starts a new WAL file, so that
+    /// the full memtable's data and the next memtable's are in different
+    /// files (see `commit::Inner::write_group`).
+    pub(crate) wal_rotation_wanted: std::sync::atomic::AtomicBool,
     pub(crate) wal: Mutex<WalWriter>,
     /// Open tables; through it, the block cache.
     pub(crate) tables: Arc<TableCache>,
@@ -395,6 +399,7 @@ impl Db {
                 shutdown: false,
             }),
             committer_wake: Condvar::new(),
+            wal_rotation_wanted: std::sync::atomic::AtomicBool::new(false),
             wal: Mutex::new(wal),
             tables: table_cache,
             compaction: Mutex::new(CompactionQueue::default()),

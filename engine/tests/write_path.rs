@@ -1109,3 +1109,43 @@ fn reopen_flushes_large_recovered_memtables_and_keeps_small_ones() {
     assert_eq!(scan_all(&db, "big").len(), n);
     assert_eq!(scan_all(&db, "small").len(), 50);
 }
+
+/// A memtable that fills starts a new WAL file for the next writes, so its
+/// flush frees the WAL that held it: WAL on disk stays about one memtable
+/// (here 6 memtables' worth written; one WAL file of 64 MiB held it all
+/// before, deleted only with the last memtable's flush). Recovery still
+/// finds every write.
+#[test]
+fn a_filled_memtable_starts_a_new_wal_file_so_its_flush_frees_the_old() {
+    let sim = SimFs::new();
+    let memtable_size = 2 << 20;
+    let opts = || Options {
+        memtable_size,
+        ..options(&sim)
+    };
+    let db = Db::open(DIR, opts()).unwrap();
+    db.create_partition("p").unwrap();
+    let value = vec![7u8; 1000];
+    let n = 12_000usize; // about 12 MiB of records, 6 memtables
+    for i in 0..n {
+        db.write([put("p", format!("k{i:08}"), &value)], None)
+            .unwrap();
+    }
+    db.wait_for_flushes().unwrap();
+    let wal_bytes: u64 = wal_numbers(&sim)
+        .iter()
+        .map(|&w| sim.file_size(&wal_path(w)).unwrap())
+        .sum();
+    assert!(
+        wal_bytes < 2 * memtable_size as u64,
+        "WAL on disk: {wal_bytes} bytes in {:?}",
+        wal_numbers(&sim)
+    );
+    assert!(db.stats().flushes >= 4, "{:?}", db.stats());
+    drop(db);
+    let db = Db::open(DIR, opts()).unwrap();
+    for i in (0..n).step_by(997).chain([n - 1]) {
+        let got = db.get("p", format!("k{i:08}").as_bytes()).unwrap();
+        assert_eq!(got.as_deref(), Some(value.as_slice()), "key {i}");
+    }
+}
