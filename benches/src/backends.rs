@@ -203,10 +203,22 @@ impl Opened {
         match &self.specific {
             Specific::Lsm(b) => {
                 let s = b.stats();
-                Some(format!(
+                let mut note = format!(
                     "{} tables, {} flushes, {} memtables",
                     s.tables, s.flushes, s.memtables
-                ))
+                );
+                // Where compaction wrote (write amplification by level).
+                let by_level: Vec<String> = s
+                    .compaction_bytes_written_to
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b > 0)
+                    .map(|(l, &b)| format!("L{l} {:.0}", b as f64 / (1 << 20) as f64))
+                    .collect();
+                if !by_level.is_empty() {
+                    note.push_str(&format!("; compaction wrote (MiB) {}", by_level.join(", ")));
+                }
+                Some(note)
             }
             _ => None,
         }

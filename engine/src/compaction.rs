@@ -465,6 +465,13 @@ impl Inner {
         self.stats
             .compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);
+        if let Some(to) = self
+            .stats
+            .compaction_bytes_written_to
+            .get(plan.output_level)
+        {
+            to.fetch_add(written, Ordering::Relaxed);
+        }
         Ok(())
     }
 

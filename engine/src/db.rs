@@ -71,6 +71,8 @@ pub(crate) struct Counters {
     pub(crate) trivial_moves: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
+    /// `compaction_bytes_written` by the level written to.
+    pub(crate) compaction_bytes_written_to: [AtomicU64; NUM_LEVELS],
     pub(crate) stalls: AtomicU64,
     pub(crate) stall_micros: AtomicU64,
     pub(crate) budget_rotations: AtomicU64,
@@ -126,6 +128,9 @@ pub struct Stats {
     pub compaction_bytes_read: u64,
     /// Bytes of tables written by compactions since open.
     pub compaction_bytes_written: u64,
+    /// [`compaction_bytes_written`](Self::compaction_bytes_written) by the
+    /// level the outputs went to: where write amplification comes from.
+    pub compaction_bytes_written_to: [u64; NUM_LEVELS],
     /// Table files and bytes per level, over all partitions.
     pub levels: [(usize, u64); NUM_LEVELS],
     /// Writes that were slowed down or stopped since open.
@@ -918,6 +923,9 @@ impl Db {
             trivial_moves: c.trivial_moves.load(Ordering::Relaxed),
             compaction_bytes_read: c.compaction_bytes_read.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
+            compaction_bytes_written_to: std::array::from_fn(|l| {
+                c.compaction_bytes_written_to[l].load(Ordering::Relaxed)
+            }),
             levels,
             stalls: c.stalls.load(Ordering::Relaxed),
             stall_micros: c.stall_micros.load(Ordering::Relaxed),

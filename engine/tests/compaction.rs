@@ -366,6 +366,15 @@ fn stats_report_user_bytes_write_amplification_and_partition_levels() {
         s.compactions > 0 && wamp > 2.0,
         "WAL, flush and compaction: {wamp}, {s:?}"
     );
+    // Compaction bytes by the level written to add up, and none go to
+    // level 0 (compactions write below it).
+    assert_eq!(
+        s.compaction_bytes_written_to.iter().sum::<u64>(),
+        s.compaction_bytes_written,
+        "{s:?}"
+    );
+    assert_eq!(s.compaction_bytes_written_to[0], 0);
+    assert!(s.compaction_bytes_written > 0, "{s:?}");
 
     // Per-partition level shapes add up to the totals.
     let a = db.partition_stats("a").expect("a");
