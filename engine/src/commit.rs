@@ -219,28 +219,39 @@ impl Inner {
 
             let mut seq = first_seq;
             let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
+            let mut filled = false;
             let mut user_bytes = 0u64;
             for p in &group {
                 for r in &p.ops {
                     user_bytes +=
                         (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
-                    let full = r.target.insert(
+                    let inserted = r.target.insert(
                         &r.op.key,
                         seq,
                         r.op.value.as_deref(),
                         self.options.memtable_size,
                         wal_number,
                     );
-                    if full {
+                    if inserted.rotated {
                         rotated.push(r.target.clone());
                     }
+                    filled |= inserted.full;
                     seq += 1;
                 }
             }
             if !rotated.is_empty() {
                 self.schedule_flush(rotated);
             }
-            self.want_wal_rotation_if_full(&group);
+            if filled {
+                // The full memtable rotates at its next insert, which then
+                // goes to a new WAL file: once it is flushed no later
+                // memtable needs the old file, and it is deleted. Without
+                // this a WAL file held the tail of one memtable and the head
+                // of the next, and outlived the flush by a whole memtable
+                // (the harness's overwrite run had about 60 MiB of such WAL
+                // on disk beside 110 MiB of data).
+                self.wal_rotation_wanted.store(true, Ordering::Relaxed);
+            }
             if self.limits_exceeded(wal_number, wal_len) {
                 self.request_limit_check();
             }
@@ -263,28 +274,6 @@ impl Inner {
                     members,
                 });
                 self.committer_wake.notify_all();
-            }
-        }
-    }
-
-    /// Asks for a new WAL file if a memtable this group wrote to is now
-    /// full. The memtable rotates at its next insert, which then goes to
-    /// the new file: once the full memtable is flushed no later memtable
-    /// needs the old file, and it is deleted. Without this a WAL file held
-    /// the tail of one memtable and the head of the next, and outlived the
-    /// flush by a whole memtable (the harness's overwrite run had about
-    /// 60 MiB of such WAL on disk beside 110 MiB of data).
-    fn want_wal_rotation_if_full(&self, group: &[Pending]) {
-        let size = self.options.memtable_size;
-        let mut seen: Vec<&Arc<PartitionState>> = Vec::new();
-        for r in group.iter().flat_map(|p| &p.ops) {
-            if seen.iter().any(|t| Arc::ptr_eq(t, &r.target)) {
-                continue;
-            }
-            seen.push(&r.target);
-            if r.target.active_size() >= size {
-                self.wal_rotation_wanted.store(true, Ordering::Relaxed);
-                return;
             }
         }
     }

@@ -12,6 +12,17 @@ use crate::merge::{Entry, Source};
 use crate::table_file::{PartitionDir, TableFile, TableSource};
 use crate::write_buffer::MemoryUsage;
 
+/// What [`PartitionState::insert`] did to the memtables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// The active memtable had reached `memtable_size` and was rotated to
+    /// immutable before the insert (to be flushed).
+    pub rotated: bool,
+    /// The active memtable has reached `memtable_size` with this insert:
+    /// the next one rotates it.
+    pub full: bool,
+}
+
 /// One partition: an id (never reused), its name, its memtables and tables.
 ///
 /// A partition with no data has no memtable, no table and no directory: the
@@ -288,10 +299,10 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Inserts one version (the memtable copies the bytes); returns whether
-    /// the active memtable was rotated to immutable first (it had reached
-    /// `memtable_size`). A new memtable records `wal`, the WAL file the
-    /// entry was written to.
+    /// Inserts one version (the memtable copies the bytes); says whether the
+    /// active memtable was rotated to immutable first (it had reached
+    /// `memtable_size`) and whether it has reached it now. A new memtable
+    /// records `wal`, the WAL file the entry was written to.
     pub fn insert(
         &self,
         key: &[u8],
@@ -299,7 +310,7 @@ impl PartitionState {
         value: Option<&[u8]>,
         memtable_size: usize,
         wal: u64,
-    ) -> bool {
+    ) -> Inserted {
         self.insert_with(|m| m.insert(key, seq, value), memtable_size, wal)
     }
 
@@ -310,7 +321,7 @@ impl PartitionState {
         insert: impl FnOnce(&Memtable) -> usize,
         memtable_size: usize,
         wal: u64,
-    ) -> bool {
+    ) -> Inserted {
         // The insert happens under the lock (shared: concurrent inserts
         // proceed) so that the accounting cannot interleave with a rotation
         // or a drop.
@@ -323,7 +334,10 @@ impl PartitionState {
             {
                 let charge = insert(a);
                 self.charge(charge);
-                return false;
+                return Inserted {
+                    rotated: false,
+                    full: a.approximate_size() >= memtable_size,
+                };
             }
         }
         let mut tables = write(&self.tables);
@@ -342,9 +356,10 @@ impl PartitionState {
             }
         };
         let charge = insert(&active);
+        let full = active.approximate_size() >= memtable_size;
         tables.active = Some(active);
         self.charge(charge);
-        rotated
+        Inserted { rotated, full }
     }
 
     /// Counts inserted bytes (the caller holds the lock, shared or not).
