@@ -32,7 +32,7 @@ use crate::fs::Fs;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
 use crate::wal::format::BLOCK_SIZE;
-use crate::wal::reader::{read_log_from, FileSource, LogEnd, ReadLogError};
+use crate::wal::reader::{read_log_from, FileSource, LogEnd, LogSource, ReadLogError};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
 /// What replay found.
@@ -213,9 +213,7 @@ enum FirstRecord {
 }
 
 fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
-    let file = fs.open_read(path)?;
-    let len = file.len()?;
-    let mut src = FileSource::new(file, len, BLOCK_SIZE);
+    let mut src = FileSource::open(fs.as_ref(), path, BLOCK_SIZE)?;
     let mut first = FirstRecord::Other;
     // Only the first record matters: stop there (the "corruption" is ours).
     // A read error is not: taken for "nothing readable", it would make
@@ -284,9 +282,8 @@ pub fn replay(
     let mut wal_starts = std::collections::BTreeMap::new();
     for (i, number) in numbers.iter().enumerate() {
         let path = dir.join(wal_file_name(*number));
-        let file = fs.open_read(&path)?;
-        let mut len = file.len()?;
-        let mut src = FileSource::new(file, len, REPLAY_WINDOW);
+        let mut src = FileSource::open(fs.as_ref(), &path, REPLAY_WINDOW)?;
+        let mut len = src.len();
         let seq_before = last_seq;
         let known_before = known;
         if known.is_none() {

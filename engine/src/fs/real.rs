@@ -280,10 +280,8 @@ impl WritableFile for RealWritable {
                 self.size = len;
                 // Appends up to `len` now go through a mapping: no system
                 // call per write (a synced write pays the same fdatasync).
-                // A failed mapping leaves appends to pwrite.
-                if self.remap().is_err() {
-                    self.map = None;
-                }
+                // A failed mapping leaves none, and appends to pwrite.
+                let _ = self.remap();
             } else {
                 // A sparse extension: ext4 and XFS then commit no size
                 // change when a later append inside it is synced (measured:

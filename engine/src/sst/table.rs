@@ -434,21 +434,17 @@ impl Table {
                 return Ok(block);
             }
         }
-        let (contents, allocated) = match &key {
-            // A reused buffer: see `BufferPool`.
-            Some((cache, _)) => {
-                let len = block_len(&self.path, handle.offset, end - handle.offset)?;
-                let mut buf = cache.buffers().take(len);
-                read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
-                let allocated = buf.capacity();
-                (cache.buffers().share(buf), allocated)
-            }
-            None => {
-                let mut buf = buffer(&self.path, handle.offset, end - handle.offset)?;
-                read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
-                let allocated = buf.capacity();
-                (Bytes::from(buf), allocated)
-            }
+        let len = block_len(&self.path, handle.offset, end - handle.offset)?;
+        // Through the cache, a reused buffer: see `BufferPool`.
+        let mut buf = match &key {
+            Some((cache, _)) => cache.buffers().take(len),
+            None => vec![0; len],
+        };
+        read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
+        let allocated = buf.capacity();
+        let contents = match &key {
+            Some((cache, _)) => cache.buffers().share(buf),
+            None => Bytes::from(buf),
         };
         let n = check_trailer(&contents)
             .map_err(|e| e.at(&self.path, handle.offset))?

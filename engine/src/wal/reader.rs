@@ -109,6 +109,20 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// The file at `path`, whole, in windows of `window` bytes.
+    ///
+    /// # Errors
+    /// I/O errors opening it.
+    pub fn open(
+        fs: &dyn crate::fs::Fs,
+        path: &std::path::Path,
+        window: usize,
+    ) -> std::io::Result<Self> {
+        let file = fs.open_read(path)?;
+        let len = file.len()?;
+        Ok(Self::new(file, len, window))
+    }
+
     /// Reads the first `len` bytes of `file` in windows of `window` bytes.
     pub fn new(file: std::sync::Arc<dyn crate::fs::ReadableFile>, len: u64, window: usize) -> Self {
         FileSource {
@@ -186,7 +200,7 @@ pub fn read_log_from<S: LogSource + ?Sized>(
     mut on_record: impl FnMut(u64, &[u8]) -> Result<(), String>,
 ) -> Result<LogEnd, ReadLogError> {
     let total = src.len();
-    let window = src.window().div_ceil(BLOCK_SIZE).max(1) * BLOCK_SIZE;
+    let window = window_of(src);
     // Offset and bytes of a record whose FIRST fragment was read.
     let mut partial: Option<(u64, Vec<u8>)> = None;
     // End of the last complete record.
@@ -279,20 +293,39 @@ fn scan_window(
     }
 }
 
-/// Whether every byte from `from` to the end of the log is zero.
-fn all_zero_from<S: LogSource + ?Sized>(src: &mut S, from: u64) -> Result<bool, ReadLogError> {
+/// The source's window in whole blocks: a fragment never crosses one, so
+/// each lies in one window.
+fn window_of<S: LogSource + ?Sized>(src: &S) -> usize {
+    src.window().div_ceil(BLOCK_SIZE).max(1) * BLOCK_SIZE
+}
+
+/// Reads the log from `from` to its end a window at a time, handing each
+/// window (with its offset) to `find` until it finds something.
+fn find_after<S: LogSource + ?Sized, T>(
+    src: &mut S,
+    from: u64,
+    mut find: impl FnMut(u64, &[u8]) -> Option<T>,
+) -> Result<Option<T>, ReadLogError> {
     let total = src.len();
-    let window = src.window().max(BLOCK_SIZE) as u64;
+    let window = window_of(src) as u64;
     let mut at = from;
     while at < total {
         let n = (total - at).min(window) as usize;
         let bytes = src.read(at, n).map_err(ReadLogError::Io)?;
-        if bytes.iter().any(|&b| b != 0) {
-            return Ok(false);
+        if let Some(found) = find(at, bytes) {
+            return Ok(Some(found));
         }
         at += n as u64;
     }
-    Ok(true)
+    Ok(None)
+}
+
+/// Whether every byte from `from` to the end of the log is zero.
+fn all_zero_from<S: LogSource + ?Sized>(src: &mut S, from: u64) -> Result<bool, ReadLogError> {
+    let non_zero = find_after(src, from, |_, bytes| {
+        bytes.iter().any(|&b| b != 0).then_some(())
+    })?;
+    Ok(non_zero.is_none())
 }
 
 struct Fragment<'a> {
@@ -369,18 +402,15 @@ fn bad<S: LogSource + ?Sized>(
             return Err(corrupt(block_start + c as u64));
         }
     }
-    // Every later block start, a window at a time.
-    let window = (src.window().div_ceil(BLOCK_SIZE).max(1) * BLOCK_SIZE) as u64;
-    let mut at = block_end;
-    while at < total {
-        let n = (total - at).min(window) as usize;
-        let bytes = src.read(at, n).map_err(ReadLogError::Io)?;
-        for c in (0..n).step_by(BLOCK_SIZE) {
-            if parse_fragment(bytes, c).is_ok() {
-                return Err(corrupt(at + c as u64));
-            }
-        }
-        at += n as u64;
+    // Every later block start (windows are whole blocks from a block end).
+    let later = find_after(src, block_end, |at, bytes| {
+        (0..bytes.len())
+            .step_by(BLOCK_SIZE)
+            .find(|&c| parse_fragment(bytes, c).is_ok())
+            .map(|c| at + c as u64)
+    })?;
+    if let Some(candidate) = later {
+        return Err(corrupt(candidate));
     }
     Ok(LogEnd::TornTail {
         offset: record_start,
