@@ -39,15 +39,15 @@ fn open(sim: &SimFs) -> Db {
     Db::open(DIR, options(sim)).expect("open")
 }
 
+fn options_with(sim: &SimFs, wal_file_size: u64) -> Options {
+    Options {
+        wal_file_size,
+        ..options(sim)
+    }
+}
+
 fn open_with(sim: &SimFs, wal_file_size: u64) -> Db {
-    Db::open(
-        DIR,
-        Options {
-            wal_file_size,
-            ..options(sim)
-        },
-    )
-    .expect("open")
+    Db::open(DIR, options_with(sim, wal_file_size)).expect("open")
 }
 
 fn wal_path(n: u64) -> PathBuf {
@@ -769,11 +769,7 @@ fn damage_after_the_last_record_of_a_rotated_wal_keeps_the_later_files() {
     // failed read there fails the open, and deletes nothing.
     let next = wal_path(numbers[2]);
     sim.inject(Fault::on(OpKind::Read, ErrorKind::Other).on_path(&next));
-    let options = Options {
-        wal_file_size: 32 << 10,
-        ..options(&sim)
-    };
-    let err = Db::open(DIR, options).expect_err("a read failed");
+    let err = Db::open(DIR, options_with(&sim, 32 << 10)).expect_err("a read failed");
     assert!(matches!(err, Error::Io(_)), "{err:?}");
     assert_eq!(wal_numbers(&sim), numbers, "no WAL file was removed");
     sim.clear_faults();
