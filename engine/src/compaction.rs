@@ -6,8 +6,13 @@
 //! the scale and each level above it targets a tenth
 //! (`level_size_multiplier`) of the one below; the highest level whose
 //! target still exceeds `level_base_size` is the *base level*, into which
-//! level 0 compacts. A young partition therefore has only level 0 and level
-//! 6; levels appear above level 6 as it grows. Levels above the base level
+//! level 0 compacts. No level targets less than `level_base_size` (as in
+//! RocksDB): a base level of a tenth of a bottom just past the threshold
+//! would be emptied into the bottom after every level-0 compaction, each of
+//! its bytes rewriting several of the bottom's (the harness's overwrite run
+//! at 5M keys: write amplification 6.39 with that, 4.22 without, RocksDB
+//! 4.07). A young partition has only level 0 and level 6; levels appear
+//! above level 6 as it grows. Levels above the base level
 //! are expected empty (they hold data only after the partition shrank) and
 //! are drained first.
 //!
@@ -86,6 +91,13 @@ pub fn targets(bytes: &[u64; NUM_LEVELS], t: &Tuning) -> (usize, [u64; NUM_LEVEL
         size /= multiplier;
         level -= 1;
         targets[level] = size.max(1);
+    }
+    // No level below the base targets less than `level_base`: a base level
+    // of a tenth of a bottom just over `level_base` would be emptied into
+    // the bottom after every level-0 compaction, each byte rewriting
+    // several of the bottom's.
+    for target in &mut targets[level..BOTTOM] {
+        *target = (*target).max(t.level_base);
     }
     (level, targets)
 }
@@ -701,11 +713,15 @@ mod tests {
         let mut bytes = [0; NUM_LEVELS];
         bytes[BOTTOM] = 1000 * MB;
         let (base, t) = targets(&bytes, &tuning());
-        assert_eq!((base, t[5]), (5, 100 * MB));
+        // A tenth of the bottom is 100 MiB: the base level gets the floor.
+        assert_eq!((base, t[5]), (5, 256 * MB));
         bytes[BOTTOM] = 100_000 * MB;
         let (base, t) = targets(&bytes, &tuning());
         assert_eq!(base, 3);
-        assert_eq!((t[3], t[4], t[5]), (100 * MB, 1000 * MB, 10_000 * MB));
+        assert_eq!((t[3], t[4], t[5]), (256 * MB, 1000 * MB, 10_000 * MB));
+        bytes[BOTTOM] = 5_000 * MB;
+        let (base, t) = targets(&bytes, &tuning());
+        assert_eq!((base, t[4], t[5]), (4, 256 * MB, 500 * MB));
         assert_eq!((t[1], t[2]), (0, 0), "above the base level");
         // The largest level sets the scale even if it is not the bottom.
         let mut moved = [0; NUM_LEVELS];

@@ -71,8 +71,9 @@ pub struct Options {
     /// Level-0 tables of a partition that trigger a compaction into the
     /// base level (default 4).
     pub l0_compaction_trigger: usize,
-    /// Most bytes the base level (the one level 0 compacts into) targets
-    /// (default 256 MiB); see [`compaction`](crate::compaction).
+    /// Level-size threshold (default 256 MiB): level 0 compacts into the
+    /// highest level whose target exceeds it, and no level above the bottom
+    /// targets less; see [`compaction`](crate::compaction).
     pub level_base_size: u64,
     /// Growth factor of level targets (default 10).
     pub level_size_multiplier: u64,
