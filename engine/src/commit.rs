@@ -221,8 +221,8 @@ impl Inner {
             let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
             let mut filled = false;
             let mut user_bytes = 0u64;
-            for p in &group {
-                for r in &p.ops {
+            if ops == 1 {
+                for r in group.iter().flat_map(|p| &p.ops) {
                     user_bytes +=
                         (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
                     let inserted = r.target.insert(
@@ -236,7 +236,38 @@ impl Inner {
                         rotated.push(r.target.clone());
                     }
                     filled |= inserted.full;
+                }
+            } else {
+                // Sorted by partition, then in internal-key order: each
+                // partition's operations go in as one batch, whose skip-list
+                // searches overlap their cache misses.
+                let mut all: Vec<(&ResolvedOp, SeqNo)> = Vec::with_capacity(ops as usize);
+                for r in group.iter().flat_map(|p| &p.ops) {
+                    user_bytes +=
+                        (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
+                    all.push((r, seq));
                     seq += 1;
+                }
+                all.sort_unstable_by(|(a, sa), (b, sb)| {
+                    Arc::as_ptr(&a.target)
+                        .cmp(&Arc::as_ptr(&b.target))
+                        .then_with(|| crate::coding::compare_bytes(&a.op.key, &b.op.key))
+                        .then_with(|| sb.cmp(sa))
+                });
+                let mut entries = Vec::with_capacity(all.len());
+                for run in all.chunk_by(|(a, _), (b, _)| Arc::ptr_eq(&a.target, &b.target)) {
+                    entries.clear();
+                    entries.extend(
+                        run.iter()
+                            .map(|(r, s)| (r.op.key.as_slice(), *s, r.op.value.as_deref())),
+                    );
+                    let target = &run[0].0.target;
+                    let inserted =
+                        target.insert_sorted(&entries, self.options.memtable_size, wal_number);
+                    if inserted.rotated {
+                        rotated.push(target.clone());
+                    }
+                    filled |= inserted.full;
                 }
             }
             if !rotated.is_empty() {

@@ -23,6 +23,13 @@
 //! search path (load `next[l]`, compare the next node's key) touches the
 //! bytes around one node pointer. `value_len == u32::MAX` marks a tombstone.
 //!
+//! A search is a chain of dependent cache misses (each node's address comes
+//! from the previous node), so [`Memtable::insert_sorted`] runs the searches
+//! of up to [`LANES`] entries of a sorted batch side by side, prefetching
+//! each one's next node while the others take their steps, and then links
+//! the entries in order, each after the last one linked where that is later
+//! than the predecessor its search found.
+//!
 //! # Concurrency
 //! Readers ([`Memtable::get`], [`MemtableIter`]) take no lock and run
 //! concurrently with inserts. Inserts are serialised by a mutex (in the
@@ -211,6 +218,56 @@ impl Writer {
         }
         height
     }
+}
+
+/// One version to insert: key, sequence number, value (`None`: a
+/// tombstone).
+pub type Version<'a> = (&'a [u8], SeqNo, Option<&'a [u8]>);
+
+/// Searches [`Memtable::insert_sorted`] runs side by side.
+pub const LANES: usize = 8;
+
+/// Checks an entry against the node format's limits.
+///
+/// # Panics
+/// If `key` is longer than [`MAX_NODE_KEY`] or the value longer than
+/// [`MAX_NODE_VALUE`] (far above the engine's limits).
+fn check_entry(key: &[u8], value: Option<&[u8]>) {
+    assert!(key.len() <= MAX_NODE_KEY, "memtable key too long");
+    assert!(
+        value.map_or(0, <[u8]>::len) <= MAX_NODE_VALUE,
+        "memtable value too long"
+    );
+}
+
+/// Accounting of inserts made under the writer lock, published at once.
+#[derive(Default)]
+struct Added {
+    len: usize,
+    allocated: usize,
+    charge: usize,
+    max_seq: SeqNo,
+}
+
+/// Asks the CPU to start loading what a search step reads of `node` (null:
+/// nothing): its link at `level` and its header and key.
+#[inline]
+fn prefetch(node: *const u8, level: usize) {
+    if node.is_null() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint: it never faults nor changes
+        // memory, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(node.wrapping_sub((level + 1) * LINK).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(node.wrapping_add(HEADER + 8).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = level;
 }
 
 /// The link of `node` at `level`.
@@ -410,20 +467,120 @@ impl Memtable {
     /// If `key` is longer than [`MAX_NODE_KEY`] or the value longer than
     /// [`MAX_NODE_VALUE`] (far above the engine's limits).
     pub fn insert(&self, key: &[u8], seq: SeqNo, value: Option<&[u8]>) -> usize {
-        assert!(key.len() <= MAX_NODE_KEY, "memtable key too long");
-        let value_len = value.map_or(0, <[u8]>::len);
-        assert!(value_len <= MAX_NODE_VALUE, "memtable value too long");
+        check_entry(key, value);
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // A panic under the lock cannot leave a half-published node: nodes
-        // are linked only by the atomic stores at the end, after which
-        // nothing can panic. So a poisoned lock is safe to reuse.
+        // are linked only by the atomic stores at the end of `link_in`, after
+        // which nothing can panic. So a poisoned lock is safe to reuse.
 
         // The predecessor at every level: the last node before (key, seq).
         let mut preds = [self.head(); MAX_HEIGHT];
         let list_height = self.height.load(AtomicOrdering::Relaxed);
         // SAFETY: the head and nodes reached through links are valid for
         // `self`'s lifetime; `seek` keeps levels below each node's height.
-        let succ = unsafe { self.seek(key, seq, list_height, &mut preds) };
+        unsafe { self.seek(key, seq, list_height, &mut preds) };
+        let mut added = Added::default();
+        // SAFETY: `preds` holds, at every level, the last node before
+        // (key, seq) (the head above the list's height), and the lock is held.
+        unsafe { self.link_in(&mut w, key, seq, value, &preds, &mut added) };
+        drop(w);
+        self.account(&added)
+    }
+
+    /// Records a batch of versions, each as [`insert`](Self::insert) would,
+    /// and returns the bytes added to the size estimate. `entries` should be
+    /// in strictly increasing internal-key order (key ascending, sequence
+    /// number descending): the searches of up to [`LANES`] entries then run
+    /// side by side, so their cache misses overlap instead of following one
+    /// another. Entries out of that order are inserted one at a time.
+    ///
+    /// # Panics
+    /// As [`insert`](Self::insert).
+    pub fn insert_sorted(&self, entries: &[Version<'_>]) -> usize {
+        for (key, _, value) in entries {
+            check_entry(key, *value);
+        }
+        let ordered = entries.windows(2).all(|pair| {
+            let ((k0, s0, _), (k1, s1, _)) = (&pair[0], &pair[1]);
+            match crate::coding::compare_bytes(k0, k1) {
+                Ordering::Less => true,
+                Ordering::Equal => s0 > s1,
+                Ordering::Greater => false,
+            }
+        });
+        if !ordered || entries.len() < 2 {
+            return entries
+                .iter()
+                .map(|(key, seq, value)| self.insert(key, *seq, *value))
+                .sum();
+        }
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut added = Added::default();
+        let mut preds = [[self.head(); MAX_HEIGHT]; LANES];
+        for chunk in entries.chunks(LANES) {
+            let list_height = self.height.load(AtomicOrdering::Relaxed);
+            for p in &mut preds {
+                *p = [self.head(); MAX_HEIGHT];
+            }
+            // SAFETY: as in `insert`; `preds` has a row per entry of `chunk`.
+            unsafe { self.seek_lanes(chunk, list_height, &mut preds) };
+            // The searches saw the list before any entry of `chunk` went in:
+            // the last node linked so far at each level, `last[l]`, comes
+            // before every later entry of the chunk (they are ordered) and
+            // may come after the predecessor that was found for it.
+            let mut last: [*const u8; MAX_HEIGHT] = [ptr::null(); MAX_HEIGHT];
+            for ((key, seq, value), found) in chunk.iter().zip(&mut preds) {
+                for (pred, &l) in found.iter_mut().zip(&last) {
+                    if l.is_null() {
+                        continue;
+                    }
+                    // `l` wins unless `*pred` comes after it. A node that `l`
+                    // replaced (same key and seq) is out of the list: `l`
+                    // wins on a tie.
+                    // SAFETY: both are the head or published nodes of `self`.
+                    if *pred == self.head()
+                        || !unsafe { node_before(l, node_key(*pred), node_seq(*pred)) }
+                    {
+                        *pred = l;
+                    }
+                }
+                // SAFETY: `found` now holds the last node before (key, seq) at
+                // every level (the head above the list's height); the lock
+                // is held.
+                let (node, height) =
+                    unsafe { self.link_in(&mut w, key, *seq, *value, found, &mut added) };
+                for l in &mut last[..height] {
+                    *l = node;
+                }
+            }
+        }
+        drop(w);
+        self.account(&added)
+    }
+
+    /// Links a new node for `(key, seq, value)` after `preds` (replacing
+    /// the node of the same key and seq, if `preds[0]` is followed by one)
+    /// and adds its accounting to `added`; returns the node and its height.
+    ///
+    /// # Safety
+    /// The caller holds the writer lock (`w`), and `preds[l]` is, at every
+    /// level `l`, the head or a published node whose tower has level `l` and
+    /// which is the last node of level `l` before `(key, seq)`.
+    unsafe fn link_in(
+        &self,
+        w: &mut Writer,
+        key: &[u8],
+        seq: SeqNo,
+        value: Option<&[u8]>,
+        preds: &[*const u8; MAX_HEIGHT],
+        added: &mut Added,
+    ) -> (*const u8, usize) {
+        let value_len = value.map_or(0, <[u8]>::len);
+        // Only the writer, holding the lock, stores links, so relaxed loads
+        // see the latest values.
+        // SAFETY: `preds[0]` is the head or a published node (level 0 is in
+        // every tower).
+        let succ = unsafe { link(preds[0], 0) }.load(AtomicOrdering::Relaxed);
         // SAFETY: `succ` is null or a published node.
         let replaces = !succ.is_null() && unsafe { node_seq(succ) == seq && node_key(succ) == key };
         let height = if replaces {
@@ -432,10 +589,10 @@ impl Memtable {
         } else {
             w.random_height()
         };
-        if height > list_height {
-            // `preds` above `list_height` are already the head. Readers that
-            // see the new height before the links find null links there and
-            // step down.
+        if height > self.height.load(AtomicOrdering::Relaxed) {
+            // `preds` above the old height are the head. Readers that see the
+            // new height before the links find null links there and step
+            // down.
             self.height.store(height, AtomicOrdering::Relaxed);
         }
 
@@ -445,8 +602,8 @@ impl Memtable {
         // SAFETY: `mem` is 8-byte aligned and `size` bytes of it are ours
         // alone: no reader can reach them before the publishing stores
         // below. The header's fields are naturally aligned; the key and value
-        // fit in `size`; `meta` fits its 24 + 8 bits as checked above
-        // (`height <= MAX_HEIGHT < 256`).
+        // fit in `size`; `meta` fits its 24 + 8 bits as `check_entry`
+        // checked (`height <= MAX_HEIGHT < 256`).
         let node = unsafe {
             let node = mem.add(tower);
             node.cast::<u64>().write(seq);
@@ -461,8 +618,7 @@ impl Memtable {
             }
             for (level, pred) in preds.iter().enumerate().take(height) {
                 // The new node's successor: the old node's (replacing it) or
-                // its predecessor's. Only the writer, holding the lock,
-                // stores links, so relaxed loads see the latest values.
+                // its predecessor's.
                 let next = if replaces {
                     link(succ, level).load(AtomicOrdering::Relaxed)
                 } else {
@@ -482,22 +638,84 @@ impl Memtable {
             // (Replacing: `pred`'s link at `level` pointed to the old node,
             // which is at every level below its height.)
             // SAFETY: `pred` is the head or a published node whose height
-            // exceeds `level` (it was reached at `level`).
+            // exceeds `level` (the caller's contract).
             unsafe { link(*pred, level) }.store(node, AtomicOrdering::Release);
         }
-        drop(w);
-
         if !replaces {
-            self.len.fetch_add(1, AtomicOrdering::Relaxed);
+            added.len += 1;
         }
-        if allocated > 0 {
+        added.allocated += allocated;
+        added.charge += key.len() + value_len + ENTRY_OVERHEAD + wasted;
+        added.max_seq = added.max_seq.max(seq);
+        (node, height)
+    }
+
+    /// Publishes the accounting of inserts made under the lock; returns the
+    /// bytes they added to the size estimate.
+    fn account(&self, added: &Added) -> usize {
+        if added.len > 0 {
+            self.len.fetch_add(added.len, AtomicOrdering::Relaxed);
+        }
+        if added.allocated > 0 {
             self.arena_bytes
-                .fetch_add(allocated, AtomicOrdering::Relaxed);
+                .fetch_add(added.allocated, AtomicOrdering::Relaxed);
         }
-        let charge = key.len() + value_len + ENTRY_OVERHEAD + wasted;
-        self.size.fetch_add(charge, AtomicOrdering::Relaxed);
-        self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
-        charge
+        self.size.fetch_add(added.charge, AtomicOrdering::Relaxed);
+        self.max_seq
+            .fetch_max(added.max_seq, AtomicOrdering::Relaxed);
+        added.charge
+    }
+
+    /// [`seek`](Self::seek) for each entry of `chunk` (at most [`LANES`]),
+    /// the searches taking turns one step at a time: each step loads the
+    /// next node's link and prefetches the node it points to, whose key the
+    /// search compares on its next turn, after the other searches' steps.
+    ///
+    /// # Safety
+    /// As for [`seek`](Self::seek); `preds` has a row per entry of `chunk`.
+    unsafe fn seek_lanes(
+        &self,
+        chunk: &[Version<'_>],
+        levels: usize,
+        preds: &mut [[*const u8; MAX_HEIGHT]; LANES],
+    ) {
+        debug_assert!(chunk.len() <= LANES && levels >= 1);
+        // Per lane: the node the search stands on, the level it walks and
+        // the node after it at that level; `None` once the search is done.
+        let mut lanes: [Option<(*const u8, usize, *const u8)>; LANES] = [None; LANES];
+        for lane in lanes.iter_mut().take(chunk.len()) {
+            let head = self.head();
+            // SAFETY: the head's tower has every level.
+            let next = unsafe { link(head, levels - 1) }.load(AtomicOrdering::Acquire);
+            prefetch(next, levels - 1);
+            *lane = Some((head, levels - 1, next));
+        }
+        let mut active = chunk.len();
+        while active > 0 {
+            for ((lane, (key, seq, _)), found) in lanes.iter_mut().zip(chunk).zip(preds.iter_mut())
+            {
+                let Some((mut x, mut level, next)) = *lane else {
+                    continue;
+                };
+                // SAFETY: a non-null link points to a published node.
+                if !next.is_null() && unsafe { node_before(next, key, *seq) } {
+                    x = next;
+                } else {
+                    found[level] = x;
+                    if level == 0 {
+                        *lane = None;
+                        active -= 1;
+                        continue;
+                    }
+                    level -= 1;
+                }
+                // SAFETY: `x` is the head or a node reached at `level` or
+                // above, so its tower has `level`; `Acquire` as in `seek`.
+                let next = unsafe { link(x, level) }.load(AtomicOrdering::Acquire);
+                prefetch(next, level);
+                *lane = Some((x, level, next));
+            }
+        }
     }
 
     /// Walks down from the top `levels` levels to the first node at or after
@@ -1072,28 +1290,83 @@ mod tests {
 
     #[test]
     fn randomized_against_a_btreemap_model() {
+        randomized(false);
+    }
+
+    #[test]
+    fn randomized_sorted_batches_against_a_btreemap_model() {
+        randomized(true);
+    }
+
+    /// A random entry: few sequence numbers, so (key, seq) repeats now and
+    /// then, which replaces the value.
+    fn random_entry(rng: &mut Rng) -> (Vec<u8>, SeqNo, Option<Vec<u8>>) {
+        let key = random_key(rng);
+        let seq = rng.below(400);
+        let value: Option<Vec<u8>> = if rng.below(5) == 0 {
+            None
+        } else {
+            let len = if rng.below(20) == 0 {
+                rng.below(5000)
+            } else {
+                rng.below(40)
+            };
+            Some((0..len).map(|_| rng.next() as u8).collect())
+        };
+        (key, seq, value)
+    }
+
+    /// Inserts (one at a time, or in batches through `insert_sorted`),
+    /// reads and scans, checking every answer against a model.
+    fn randomized(batched: bool) {
         for seed in 1..=12u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let t = Arc::new(Memtable::new());
             let mut model = Model::new();
             let mut size = 0;
-            for op in 0..3000u32 {
+            // Batches hold 12 entries on average: fewer operations keep the
+            // scans as short as those of the one-at-a-time run.
+            let ops = if batched { 600 } else { 3000u32 };
+            for op in 0..ops {
                 match rng.below(10) {
+                    0..=5 if batched => {
+                        let n = 1 + rng.below(3 * LANES as u64);
+                        let mut batch: Vec<(Vec<u8>, SeqNo, Option<Vec<u8>>)> =
+                            (0..n).map(|_| random_entry(&mut rng)).collect();
+                        match rng.below(6) {
+                            // Unordered, maybe with repeats: one at a time.
+                            0 => {}
+                            // Ordered with a repeated (key, seq): one at a time.
+                            1 => {
+                                batch.sort_by(|a, b| (&a.0, b.1).cmp(&(&b.0, a.1)));
+                                let i = rng.below(n) as usize;
+                                batch.insert(i, batch[i].clone());
+                            }
+                            // Strictly ordered, often replacing entries of
+                            // the table.
+                            _ => {
+                                if rng.below(2) == 0 && !model.is_empty() {
+                                    for e in batch.iter_mut().take(3) {
+                                        let i = rng.below(model.len() as u64) as usize;
+                                        let k = model.keys().nth(i).unwrap();
+                                        (e.0, e.1) = (k.0.clone(), k.1 .0);
+                                    }
+                                }
+                                batch.sort_by(|a, b| (&a.0, b.1).cmp(&(&b.0, a.1)));
+                                batch.dedup_by(|a, b| (&a.0, a.1) == (&b.0, b.1));
+                            }
+                        }
+                        let entries: Vec<Version<'_>> = batch
+                            .iter()
+                            .map(|(k, s, v)| (k.as_slice(), *s, v.as_deref()))
+                            .collect();
+                        size += t.insert_sorted(&entries);
+                        for (key, seq, value) in batch {
+                            model.insert((key, std::cmp::Reverse(seq)), value);
+                        }
+                    }
                     0..=5 => {
-                        let key = random_key(&mut rng);
-                        // Few sequence numbers: (key, seq) repeats now and
-                        // then, which replaces the value.
-                        let seq = rng.below(400);
-                        let value: Option<Vec<u8>> = if rng.below(5) == 0 {
-                            None
-                        } else {
-                            let len = if rng.below(20) == 0 {
-                                rng.below(5000)
-                            } else {
-                                rng.below(40)
-                            };
-                            Some((0..len).map(|_| rng.next() as u8).collect())
-                        };
+                        let (key, seq, value) = random_entry(&mut rng);
                         size += t.insert(&key, seq, value.as_deref());
                         model.insert((key, std::cmp::Reverse(seq)), value);
                     }

@@ -314,6 +314,18 @@ impl PartitionState {
         self.insert_with(|m| m.insert(key, seq, value), memtable_size, wal)
     }
 
+    /// Inserts a batch of versions, in internal-key order (see
+    /// [`Memtable::insert_sorted`]), into one memtable; otherwise as
+    /// [`insert`](Self::insert).
+    pub fn insert_sorted(
+        &self,
+        entries: &[crate::memtable::Version<'_>],
+        memtable_size: usize,
+        wal: u64,
+    ) -> Inserted {
+        self.insert_with(|m| m.insert_sorted(entries), memtable_size, wal)
+    }
+
     /// Runs `insert` (which returns its charge) on the active memtable,
     /// rotating it first if full; see [`insert`](Self::insert).
     fn insert_with(

@@ -114,12 +114,19 @@ impl ReplayBatch {
                 .cmp(&b.partition)
                 .then_with(|| a.prefix.cmp(&b.prefix))
                 .then_with(|| arena[a.key.clone()].cmp(&arena[b.key.clone()]))
-                .then_with(|| a.seq.cmp(&b.seq))
+                .then_with(|| b.seq.cmp(&a.seq))
         });
-        for op in &self.ops {
-            if let Some(p) = by_id.get(&op.partition) {
-                let value = op.value.clone().map(|v| &arena[v]);
-                p.insert(&arena[op.key.clone()], op.seq, value, usize::MAX, first_wal);
+        // Each partition's operations, now in internal-key order, go in as
+        // one sorted batch.
+        let mut entries = Vec::new();
+        for run in self.ops.chunk_by(|a, b| a.partition == b.partition) {
+            if let Some(p) = by_id.get(&run[0].partition) {
+                entries.clear();
+                entries.extend(run.iter().map(|op| {
+                    let value = op.value.clone().map(|v| &arena[v]);
+                    (&arena[op.key.clone()], op.seq, value)
+                }));
+                p.insert_sorted(&entries, usize::MAX, first_wal);
             }
         }
         self.ops.clear();
