@@ -500,7 +500,7 @@ pub fn run(opts: &RunOptions, ctl: &Control) -> Result<Outcome, String> {
     }
     let left = pending(&plan, &latest);
     let left_estimate = estimate(&left, &latest);
-    if left.is_empty() {
+    if left.is_empty() && std::env::var_os("KALAMDB_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&opts.data_dir);
     }
     eprintln!(
@@ -559,7 +559,9 @@ fn run_recorded(
     let t = Instant::now();
     let result = run_child(exe, spec);
     let wall_secs = t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&spec.dir);
+    if std::env::var_os("KALAMDB_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&spec.dir);
+    }
     let rec = CellRecord {
         fingerprint: fp.clone(),
         rep: spec.rep,
