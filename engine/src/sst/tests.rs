@@ -431,8 +431,9 @@ fn golden_bytes_of_a_tiny_table() {
     assert_eq!(table.properties().partition_id, 3);
     let filter = BloomFilter::decode(&GOLDEN_TABLE[26..91]).unwrap();
     assert!(filter.is_blocked());
-    // Index block, its search array (one word, prefix "k"), filter.
-    assert_eq!(table.metadata_size(), 22 + 8 + 1 + 64);
+    // Index block, its search array (one word, prefix "k") and its one
+    // sampled word, filter.
+    assert_eq!(table.metadata_size(), 22 + 8 + 8 + 1 + 64);
 }
 
 /// Tables whose filter has the flat layout (written before the blocked one)
@@ -442,7 +443,7 @@ fn tables_with_a_flat_filter_still_read() {
     let table = open(FLAT_FILTER_GOLDEN_TABLE).unwrap();
     let filter = BloomFilter::decode(&FLAT_FILTER_GOLDEN_TABLE[26..35]).unwrap();
     assert!(!filter.is_blocked());
-    assert_eq!(table.metadata_size(), 22 + 8 + 1 + 8);
+    assert_eq!(table.metadata_size(), 22 + 8 + 8 + 1 + 8);
     assert!(table.may_contain(b"k"));
     assert_eq!(
         table.get(b"k", 5).unwrap(),
