@@ -316,13 +316,34 @@ impl PartitionState {
 
     /// Inserts a batch of versions, in internal-key order (see
     /// [`Memtable::insert_sorted`]), into one memtable; otherwise as
-    /// [`insert`](Self::insert).
+    /// [`insert`](Self::insert). A batch that would carry the active
+    /// memtable past `memtable_size` goes in one version at a time, in
+    /// sequence order, so that the memtable rotates where it fills (no
+    /// memtable grows past its size by more than one entry) and no version
+    /// lands in an older memtable than an older version of its key.
     pub fn insert_sorted(
         &self,
         entries: &[crate::memtable::Version<'_>],
         memtable_size: usize,
         wal: u64,
     ) -> Inserted {
+        let charge: usize = entries
+            .iter()
+            .map(|(key, _, value)| {
+                key.len() + value.map_or(0, <[u8]>::len) + crate::memtable::ENTRY_OVERHEAD
+            })
+            .sum();
+        if entries.len() > 1 && self.active_size().saturating_add(charge) > memtable_size {
+            let mut by_seq = entries.to_vec();
+            by_seq.sort_unstable_by_key(|(_, seq, _)| *seq);
+            let mut out = Inserted::default();
+            for (key, seq, value) in by_seq {
+                let inserted = self.insert(key, seq, value, memtable_size, wal);
+                out.rotated |= inserted.rotated;
+                out.full |= inserted.full;
+            }
+            return out;
+        }
         self.insert_with(|m| m.insert_sorted(entries), memtable_size, wal)
     }
 

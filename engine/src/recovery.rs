@@ -16,11 +16,13 @@
 //! Replay validates every file first (pass 1), then applies them (pass 2,
 //! reading each again). Both read a file a window of [`REPLAY_WINDOW`] bytes
 //! at a time, never whole. Pass 2 gathers the operations of about
-//! [`REPLAY_BATCH_BYTES`] of records, sorts them by (partition, key,
-//! sequence) and inserts them, as skip-list inserts in key order are several
-//! times faster than in log order; batches go in log order, so each key's
-//! versions still go in oldest first. Besides the memtables, replay holds
-//! one window and one batch.
+//! [`REPLAY_BATCH_BYTES`] of records, sorts them by partition and internal
+//! key (key, then sequence number descending) and inserts each partition's
+//! run through [`Memtable::insert_sorted`](crate::memtable::Memtable::insert_sorted),
+//! as skip-list inserts in key order are several times faster than in log
+//! order. Batches go in log order, and replay never rotates a memtable, so
+//! where a key's versions land does not depend on the order within a
+//! batch. Besides the memtables, replay holds one window and one batch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1145,3 +1145,44 @@ fn a_filled_memtable_starts_a_new_wal_file_so_its_flush_frees_the_old() {
         assert_eq!(got.as_deref(), Some(value.as_slice()), "key {i}");
     }
 }
+
+/// A batch larger than a memtable does not go into one memtable: the
+/// memtable rotates where it fills, as it does for single writes, and every
+/// version reads back.
+#[test]
+fn a_batch_larger_than_a_memtable_rotates_it_where_it_fills() {
+    let sim = SimFs::new();
+    let memtable_size = 64 << 10;
+    let db = Db::open(
+        DIR,
+        Options {
+            memtable_size,
+            l0_compaction_trigger: 1000,
+            ..options(&sim)
+        },
+    )
+    .expect("open");
+    db.create_partition("p").expect("create");
+    // About 530 KiB: eight memtables' worth, in one group; each key twice,
+    // and the later version must win wherever the memtable rotates.
+    let ops: Vec<WriteOp<&str>> = (0..500)
+        .map(|i| put("p", key(i % 250), vec![i as u8; 1024]))
+        .collect();
+    db.write(ops, None).expect("write");
+    db.flush().expect("flush");
+    db.wait_for_flushes().expect("flushes");
+    let s = db.stats();
+    assert!(s.flushes >= 7, "{} flushes of a 530 KiB batch", s.flushes);
+    assert!(
+        s.flush_bytes_written <= s.flushes * (memtable_size as u64 + 4096),
+        "{} bytes in {} flushes",
+        s.flush_bytes_written,
+        s.flushes
+    );
+    let got = scan_all(&db, "p");
+    assert_eq!(got.len(), 250);
+    for (i, (k, v)) in got.iter().enumerate() {
+        assert_eq!(*k, key(i));
+        assert_eq!(*v, vec![(i + 250) as u8; 1024], "key {i}");
+    }
+}

@@ -240,10 +240,18 @@ impl IndexBlock {
         // Entries with words below the target's are smaller, above larger;
         // among equal words (a contiguous run, usually 0 or 1 entries but
         // possibly many), binary-search the whole keys.
+        // The run is walked a few words, then (a long run: keys that agree
+        // in the 8 bytes after the shared prefix) binary-searched.
         let t = search_word(user, self.prefix.len());
         let mut hi = i;
-        while self.words.get(hi) == Some(&t) {
+        while hi < i + 4 && self.words.get(hi) == Some(&t) {
             hi += 1;
+        }
+        if hi == i + 4 {
+            hi += self
+                .words
+                .get(hi..)
+                .map_or(0, |w| w.partition_point(|&w| w == t));
         }
         while i < hi {
             let mid = i + (hi - i) / 2;
