@@ -6,12 +6,13 @@
 //! the scale and each level above it targets a tenth
 //! (`level_size_multiplier`) of the one below; the highest level whose
 //! target still exceeds `level_base_size` is the *base level*, into which
-//! level 0 compacts. No level targets less than `level_base_size` (as in
-//! RocksDB): a base level of a tenth of a bottom just past the threshold
-//! would be emptied into the bottom after every level-0 compaction, each of
-//! its bytes rewriting several of the bottom's (the harness's overwrite run
-//! at 5M keys: write amplification 6.39 with that, 4.22 without, RocksDB
-//! 4.07). A young partition has only level 0 and level 6; levels appear
+//! level 0 compacts. No level from the base down targets less than what
+//! one level-0 compaction brings (`l0_compaction_trigger` memtables), up to
+//! `level_base_size` (RocksDB's floor is `level_base_size` itself): a base
+//! level of a tenth of a bottom just past the threshold would be emptied
+//! into the bottom after every level-0 compaction, each of its bytes
+//! rewriting several of the bottom's (the harness's overwrite run at 5M
+//! keys: write amplification 6.39 with that, 4.22 without, RocksDB 4.07). A young partition has only level 0 and level 6; levels appear
 //! above level 6 as it grows. Levels above the base level
 //! are expected empty (they hold data only after the partition shrank) and
 //! are drained first.
@@ -76,6 +77,9 @@ pub struct Tuning {
     pub multiplier: u64,
     /// Size at which an output table is cut.
     pub target_file_size: u64,
+    /// About what one level-0 compaction brings into the base level
+    /// (`l0_trigger` memtables).
+    pub l0_bytes: u64,
 }
 
 /// Level targets: the base level and each level's target size (0 above the
@@ -92,12 +96,14 @@ pub fn targets(bytes: &[u64; NUM_LEVELS], t: &Tuning) -> (usize, [u64; NUM_LEVEL
         level -= 1;
         targets[level] = size.max(1);
     }
-    // No level below the base targets less than `level_base`: a base level
-    // of a tenth of a bottom just over `level_base` would be emptied into
-    // the bottom after every level-0 compaction, each byte rewriting
-    // several of the bottom's.
+    // No level from the base down targets less than one level-0
+    // compaction's worth (nor more than `level_base`): a base level of a
+    // tenth of a bottom just over `level_base` would be emptied into the
+    // bottom after every level-0 compaction, each byte rewriting several of
+    // the bottom's.
+    let floor = t.l0_bytes.min(t.level_base);
     for target in &mut targets[level..BOTTOM] {
-        *target = (*target).max(t.level_base);
+        *target = (*target).max(floor);
     }
     (level, targets)
 }
@@ -229,6 +235,8 @@ impl Inner {
             level_base: self.options.level_base_size,
             multiplier: self.options.level_size_multiplier,
             target_file_size: self.options.target_file_size,
+            l0_bytes: (self.options.l0_compaction_trigger as u64)
+                .saturating_mul(self.options.memtable_size as u64),
         }
     }
 
@@ -695,6 +703,7 @@ mod tests {
             level_base: 256 * MB,
             multiplier: 10,
             target_file_size: 64 * MB,
+            l0_bytes: 256 * MB,
         }
     }
 
@@ -722,6 +731,22 @@ mod tests {
         bytes[BOTTOM] = 5_000 * MB;
         let (base, t) = targets(&bytes, &tuning());
         assert_eq!((base, t[4], t[5]), (4, 256 * MB, 500 * MB));
+        // Smaller memtables: the floor is one level-0 compaction's worth.
+        let small = Tuning {
+            l0_bytes: 40 * MB,
+            ..tuning()
+        };
+        bytes[BOTTOM] = 1000 * MB;
+        assert_eq!(
+            targets(&bytes, &small),
+            (5, {
+                let mut t = [0; NUM_LEVELS];
+                (t[5], t[6]) = (100 * MB, 1000 * MB);
+                t
+            })
+        );
+        bytes[BOTTOM] = 300 * MB;
+        assert_eq!(targets(&bytes, &small).1[5], 40 * MB);
         assert_eq!((t[1], t[2]), (0, 0), "above the base level");
         // The largest level sets the scale even if it is not the bottom.
         let mut moved = [0; NUM_LEVELS];

@@ -313,8 +313,11 @@ fn overwrite_churn_keeps_space_near_live_data() {
     db.wait_for_compactions();
     let live: u64 = model.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     let s = db.stats();
+    // Level 6 holds about the live data; level 5 (the base) up to its
+    // floor, one level-0 compaction's worth (4 x 32 KiB), of older
+    // versions; level 0 up to 3 memtables more.
     assert!(
-        s.table_bytes * 2 <= live * 3,
+        s.table_bytes * 4 <= live * 7,
         "table bytes {} vs live {live}: {:?}",
         s.table_bytes,
         s.levels
