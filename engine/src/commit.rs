@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::fs::WritableFile;
 use crate::locks::lock;
 use crate::memtable::SeqNo;
-use crate::partition::PartitionState;
+use crate::partition::{Inserted, PartitionState};
 use crate::wal::writer::WalWriter;
 
 /// Groups a leader commits before handing its role to the committer thread.
@@ -217,37 +217,34 @@ impl Inner {
                 }
             };
 
-            let mut seq = first_seq;
             let mut rotated: Vec<Arc<PartitionState>> = Vec::new();
             let mut filled = false;
-            let mut user_bytes = 0u64;
+            let mut note = |target: &Arc<PartitionState>, inserted: Inserted| {
+                if inserted.rotated {
+                    rotated.push(target.clone());
+                }
+                filled |= inserted.full;
+            };
+            let user_bytes: u64 = group
+                .iter()
+                .flat_map(|p| &p.ops)
+                .map(|r| (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64)
+                .sum();
+            let mut resolved = group.iter().flat_map(|p| &p.ops);
             if ops == 1 {
-                for r in group.iter().flat_map(|p| &p.ops) {
-                    user_bytes +=
-                        (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
-                    let inserted = r.target.insert(
-                        &r.op.key,
-                        seq,
-                        r.op.value.as_deref(),
-                        self.options.memtable_size,
-                        wal_number,
-                    );
-                    if inserted.rotated {
-                        rotated.push(r.target.clone());
-                    }
-                    filled |= inserted.full;
+                if let Some(r) = resolved.next() {
+                    let value = r.op.value.as_deref();
+                    let size = self.options.memtable_size;
+                    let inserted = r
+                        .target
+                        .insert(&r.op.key, first_seq, value, size, wal_number);
+                    note(&r.target, inserted);
                 }
             } else {
                 // Sorted by partition, then in internal-key order: each
                 // partition's operations go in as one batch, whose skip-list
                 // searches overlap their cache misses.
-                let mut all: Vec<(&ResolvedOp, SeqNo)> = Vec::with_capacity(ops as usize);
-                for r in group.iter().flat_map(|p| &p.ops) {
-                    user_bytes +=
-                        (r.op.key.len() + r.op.value.as_ref().map_or(0, |v| v.len())) as u64;
-                    all.push((r, seq));
-                    seq += 1;
-                }
+                let mut all: Vec<(&ResolvedOp, SeqNo)> = resolved.zip(first_seq..).collect();
                 all.sort_unstable_by(|(a, sa), (b, sb)| {
                     Arc::as_ptr(&a.target)
                         .cmp(&Arc::as_ptr(&b.target))
@@ -262,12 +259,10 @@ impl Inner {
                             .map(|(r, s)| (r.op.key.as_slice(), *s, r.op.value.as_deref())),
                     );
                     let target = &run[0].0.target;
-                    let inserted =
-                        target.insert_sorted(&entries, self.options.memtable_size, wal_number);
-                    if inserted.rotated {
-                        rotated.push(target.clone());
-                    }
-                    filled |= inserted.full;
+                    note(
+                        target,
+                        target.insert_sorted(&entries, self.options.memtable_size, wal_number),
+                    );
                 }
             }
             if !rotated.is_empty() {

@@ -327,13 +327,15 @@ impl PartitionState {
         memtable_size: usize,
         wal: u64,
     ) -> Inserted {
-        let charge: usize = entries
-            .iter()
-            .map(|(key, _, value)| {
-                key.len() + value.map_or(0, <[u8]>::len) + crate::memtable::ENTRY_OVERHEAD
-            })
-            .sum();
-        if entries.len() > 1 && self.active_size().saturating_add(charge) > memtable_size {
+        let charge = || -> usize {
+            entries
+                .iter()
+                .map(|(key, _, value)| {
+                    key.len() + value.map_or(0, <[u8]>::len) + crate::memtable::ENTRY_OVERHEAD
+                })
+                .sum()
+        };
+        if entries.len() > 1 && self.active_size().saturating_add(charge()) > memtable_size {
             let mut by_seq = entries.to_vec();
             by_seq.sort_unstable_by_key(|(_, seq, _)| *seq);
             let mut out = Inserted::default();
