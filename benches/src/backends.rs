@@ -218,6 +218,10 @@ impl Opened {
                 if !by_level.is_empty() {
                     note.push_str(&format!("; compaction wrote (MiB) {}", by_level.join(", ")));
                 }
+                if s.wal_syncs > 0 {
+                    // Group commit at work: sync writes per fdatasync.
+                    note.push_str(&format!("; {} writes, {} WAL syncs", s.writes, s.wal_syncs));
+                }
                 Some(note)
             }
             _ => None,

@@ -12,6 +12,9 @@
 //!   written so far, then publishes the groups in order. Writers waiting for
 //!   it hold a [`Completion`](crate::completion::Completion): async callers
 //!   await it and never block a runtime worker on an fsync.
+//! - Before a sync the committer may wait briefly for the writers that were
+//!   active in the previous one ([`Linger`]), so that concurrent sync
+//!   writers share one fsync instead of alternating between two.
 //! - A leader runs at most [`MAX_LEADER_ROUNDS`] groups, then hands the role
 //!   to the committer thread so no caller leads forever.
 //! - A write becomes visible only after it is durable to its level: in the
@@ -23,6 +26,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use crate::batch::{BatchOp, FIRST_SEQ_RANGE};
 use crate::completion::Completer;
@@ -88,6 +92,36 @@ pub struct CommitState {
     pub(crate) next_wal_number: u64,
     pub(crate) poisoned: Option<String>,
     pub(crate) shutdown: bool,
+    /// The committer thread sleeps on `committer_wake` (only then is it
+    /// signalled: a `notify_all` is a system call even with nobody waiting).
+    pub(crate) committer_sleeping: bool,
+    /// Writers the next sync waits for (see [`Linger`]).
+    pub(crate) linger: Linger,
+}
+
+/// The longest a sync waits for writers expected to join it.
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Waiting for concurrent sync writers before a sync.
+///
+/// Without it, `n` writers that each wait for their sync before writing
+/// again settle into two alternating halves: the writers acknowledged by one
+/// sync come back while the next (holding the other half) is running, so
+/// each sync carries about `n / 2` writes. After each sync the committer
+/// counts the writers that took part in it or arrived during it — the
+/// writers active now — and lets the next sync wait (polling, at most as
+/// long as the last sync took) until that many are queued: `n` writes per
+/// sync. A single writer never waits (it is the only one expected), and a
+/// writer that does not come back costs one wait, after which the count
+/// drops to the writers that did.
+#[derive(Debug, Default)]
+pub(crate) struct Linger {
+    /// Writers (queued members) expected before the next sync.
+    expected: usize,
+    /// How long the last sync took.
+    last_sync: std::time::Duration,
+    /// When the current wait gives up (set when it starts).
+    deadline: Option<std::time::Instant>,
 }
 
 fn poisoned_error(why: &str) -> Error {
@@ -180,7 +214,7 @@ impl Inner {
             }
             if rounds == MAX_LEADER_ROUNDS {
                 st.handoff = true;
-                self.committer_wake.notify_all();
+                self.wake_committer(&st);
                 return;
             }
             rounds += 1;
@@ -299,7 +333,7 @@ impl Inner {
                     needs_sync,
                     members,
                 });
-                self.committer_wake.notify_all();
+                self.wake_committer(&st);
             }
         }
     }
@@ -357,7 +391,7 @@ impl Inner {
         let old = std::mem::replace(&mut st.current_sync, handle);
         st.to_sync.push(old);
         st.dir_unsynced = true;
-        self.committer_wake.notify_all();
+        self.wake_committer(&st);
         drop(st);
         *wal = fresh;
         Ok(())
@@ -383,6 +417,10 @@ impl Inner {
                 continue;
             }
             if !st.unpublished.is_empty() {
+                if let Some(deadline) = linger_deadline(&mut st) {
+                    st = self.poll(st, deadline);
+                    continue;
+                }
                 st = self.sync_and_publish(st);
                 continue;
             }
@@ -402,11 +440,38 @@ impl Inner {
             if st.shutdown && !st.leader_active && st.queue.is_empty() {
                 return;
             }
+            st.committer_sleeping = true;
             st = self
                 .committer_wake
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
+            st.committer_sleeping = false;
         }
+    }
+
+    /// Signals the committer thread: through [`Inner::commit_signals`],
+    /// which it watches while polling, and by waking it if it sleeps.
+    fn wake_committer(&self, st: &CommitState) {
+        self.commit_signals.fetch_add(1, Ordering::Release);
+        if st.committer_sleeping {
+            self.committer_wake.notify_all();
+        }
+    }
+
+    /// Releases the pipeline's lock until the committer is signalled or
+    /// `until`, yielding the processor meanwhile (the writers it waits for
+    /// may need it), and takes the lock again.
+    fn poll<'a>(
+        &'a self,
+        st: MutexGuard<'a, CommitState>,
+        until: Instant,
+    ) -> MutexGuard<'a, CommitState> {
+        let seen = self.commit_signals.load(Ordering::Acquire);
+        drop(st);
+        while self.commit_signals.load(Ordering::Acquire) == seen && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        lock(&self.commit)
     }
 
     fn sync_and_publish<'a>(
@@ -421,7 +486,9 @@ impl Inner {
             let current = st.current_sync.clone();
             let dir_unsynced = std::mem::replace(&mut st.dir_unsynced, false);
             drop(st);
+            let started = Instant::now();
             let synced = self.sync_wals(&old, dir_unsynced, &current);
+            let took = started.elapsed();
             st = lock(&self.commit);
             if let Err(e) = synced {
                 let why = e.to_string();
@@ -437,6 +504,13 @@ impl Inner {
             if let Some(seq) = covered {
                 st.durable_seq = st.durable_seq.max(seq);
             }
+            // The writers active now: those this sync acknowledges and those
+            // that queued while it ran.
+            st.linger = Linger {
+                expected: st.unpublished.iter().map(|g| g.members.len()).sum(),
+                last_sync: took,
+                deadline: None,
+            };
         }
         let groups: Vec<Group> = st.unpublished.drain(..n).collect();
         for g in groups {
@@ -468,6 +542,29 @@ impl Inner {
 pub fn min_wal_rotation(options: &crate::options::Options) -> u64 {
     let quarter = u64::try_from(options.memtable_size / 4).unwrap_or(u64::MAX);
     quarter.max(1 << 20).min(options.wal_file_size)
+}
+
+/// When the next sync should wait for more writers ([`Linger`]): `None` to
+/// sync now.
+fn linger_deadline(st: &mut CommitState) -> Option<Instant> {
+    let queued: usize = st.unpublished.iter().map(|g| g.members.len()).sum();
+    if queued >= st.linger.expected
+        || st.shutdown
+        || st.poisoned.is_some()
+        || !st.unpublished.iter().any(|g| g.needs_sync)
+    {
+        st.linger.deadline = None;
+        return None;
+    }
+    let now = Instant::now();
+    let wait = st.linger.last_sync.min(MAX_LINGER);
+    let deadline = *st.linger.deadline.get_or_insert(now + wait);
+    if now >= deadline {
+        // Fewer came; the sync counts the writers again.
+        st.linger.deadline = None;
+        return None;
+    }
+    Some(deadline)
 }
 
 fn fail_queue(st: &mut CommitState, why: &str) {

@@ -201,6 +201,9 @@ pub(crate) struct Inner {
     pub(crate) wals: WalSpace,
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) committer_wake: Condvar,
+    /// Counts signals to the committer thread, which it watches while it
+    /// polls instead of sleeping (see `commit::Inner::wake_committer`).
+    pub(crate) commit_signals: AtomicU64,
     /// A memtable filled: the next group starts a new WAL file, so that
     /// the full memtable's data and the next memtable's are in different
     /// files (see `commit::Inner::write_group`).
@@ -402,8 +405,11 @@ impl Db {
                 next_wal_number: recovered.next_wal_number + 1,
                 poisoned: None,
                 shutdown: false,
+                committer_sleeping: false,
+                linger: crate::commit::Linger::default(),
             }),
             committer_wake: Condvar::new(),
+            commit_signals: AtomicU64::new(0),
             wal_rotation_wanted: std::sync::atomic::AtomicBool::new(false),
             wal: Mutex::new(wal),
             tables: table_cache,

@@ -1186,3 +1186,50 @@ fn a_batch_larger_than_a_memtable_rotates_it_where_it_fills() {
         assert_eq!(*v, vec![(i + 250) as u8; 1024], "key {i}");
     }
 }
+
+/// Concurrent sync writers share their fsyncs. Each writer waits for its
+/// sync before writing again, so without waiting for one another they
+/// settle into two alternating halves (about `WRITERS / 2` writes per
+/// fsync); a sync that waits for the writers active in the previous one
+/// takes nearly all of them.
+#[test]
+fn concurrent_sync_writers_share_each_fsync() {
+    const WRITERS: usize = 8;
+    const ROUNDS: usize = 30;
+    let fs =
+        kalamdb_lsm::fs::CountingFs::new(SimFs::new()).with_sync_latency(Duration::from_millis(2));
+    let options = Options {
+        fs: Arc::new(fs),
+        ..Options::default()
+    };
+    let db = Arc::new(Db::open(DIR, options).expect("open"));
+    db.create_partition("a").unwrap();
+    let before = db.stats();
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for r in 0..ROUNDS {
+                    let k = format!("w{t}-{r:03}");
+                    db.write([put("a", &k, "v")], Some(true)).expect("sync put");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+    let after = db.stats();
+    let writes = after.writes - before.writes;
+    let syncs = after.wal_syncs - before.wal_syncs;
+    assert_eq!(writes, (WRITERS * ROUNDS) as u64);
+    assert_eq!(scan_all(&db, "a").len(), WRITERS * ROUNDS);
+    let per_sync = writes as f64 / syncs as f64;
+    println!(
+        "{writes} sync writes by {WRITERS} threads: {syncs} WAL syncs, {per_sync:.2} writes each"
+    );
+    assert!(
+        per_sync >= 0.75 * WRITERS as f64,
+        "{per_sync:.2} writes per sync with {WRITERS} writers ({syncs} syncs)"
+    );
+}
