@@ -218,6 +218,12 @@ impl Opened {
                 if !by_level.is_empty() {
                     note.push_str(&format!("; compaction wrote (MiB) {}", by_level.join(", ")));
                 }
+                // The rest of the bytes written: WAL and flushes.
+                note.push_str(&format!(
+                    "; WAL {:.0} MiB, flushes {:.0} MiB",
+                    s.wal_bytes_written as f64 / (1 << 20) as f64,
+                    s.flush_bytes_written as f64 / (1 << 20) as f64
+                ));
                 if s.wal_syncs > 0 {
                     // Group commit at work: sync writes per fdatasync.
                     note.push_str(&format!("; {} writes, {} WAL syncs", s.writes, s.wal_syncs));

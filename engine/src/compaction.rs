@@ -119,7 +119,8 @@ pub struct Plan {
     pub inputs: Vec<(usize, Arc<TableFile>)>,
     /// No deeper table overlaps the inputs: tombstones can go.
     pub bottom: bool,
-    /// One input overlapping nothing at the output level: move it.
+    /// Inputs that overlap neither each other nor anything at the output
+    /// level: move them (a manifest edit, no rewrite).
     pub trivial_move: bool,
 }
 
@@ -187,7 +188,9 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .filter(|f| f.overlaps(&smallest, &largest))
         .map(|f| (output_level, f.clone()))
         .collect();
-    let trivial_move = inputs.len() == 1 && overlapping.is_empty();
+    // Level-0 tables of disjoint ranges (a sequential fill flushes such
+    // tables) move together: rewriting them would only copy them.
+    let trivial_move = overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
     let mut all = inputs;
     all.extend(overlapping);
     let (smallest, largest) = key_range(all.iter().map(|(_, f)| f)).unwrap_or((smallest, largest));
@@ -202,6 +205,16 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         bottom,
         trivial_move,
     }
+}
+
+/// Whether the tables' key ranges are pairwise disjoint (no user key in two
+/// of them).
+fn disjoint<'a>(files: impl Iterator<Item = &'a Arc<TableFile>>) -> bool {
+    let mut ranges: Vec<(&[u8], &[u8])> = files.map(|f| (f.smallest(), f.largest())).collect();
+    ranges.sort_unstable_by(|a, b| crate::coding::compare_bytes(a.0, b.0));
+    ranges
+        .windows(2)
+        .all(|w| crate::coding::compare_bytes(w[0].1, w[1].0) == std::cmp::Ordering::Less)
 }
 
 /// The union of the tables' key ranges.
@@ -496,45 +509,53 @@ impl Inner {
     }
 
     fn trivial_move(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
-        let Some((level, file)) = plan.inputs.first() else {
-            return Ok(());
-        };
-        let record = self.manifest.with_state(|s| {
-            s.partitions
-                .get(&p.id())
-                .and_then(|r| r.table(file.number()))
-                .filter(|t| usize::from(t.level) == *level)
-                .cloned()
+        let records = self.manifest.with_state(|s| {
+            let partition = s.partitions.get(&p.id())?;
+            plan.inputs
+                .iter()
+                .map(|(level, file)| {
+                    partition
+                        .table(file.number())
+                        .filter(|t| usize::from(t.level) == *level)
+                        .cloned()
+                })
+                .collect::<Option<Vec<_>>>()
         });
-        let Some(mut record) = record else {
+        let Some(records) = records else {
             // Dropped meanwhile (its tables left the manifest).
             return Ok(());
         };
-        record.level = plan.output_level as u8;
-        let edit = VersionEdit {
-            changes: vec![
-                Change::RemoveTable {
-                    partition: p.id(),
-                    level: *level as u8,
-                    file: file.number(),
-                },
-                Change::AddTable(record),
-            ],
-        };
-        if let Err(e) = self.manifest.log(&edit) {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut changes = Vec::with_capacity(2 * records.len());
+        for mut record in records {
+            changes.push(Change::RemoveTable {
+                partition: p.id(),
+                level: record.level,
+                file: record.file,
+            });
+            record.level = plan.output_level as u8;
+            changes.push(Change::AddTable(record));
+        }
+        if let Err(e) = self.manifest.log(&VersionEdit { changes }) {
             return if self.partition_gone(p) {
                 Ok(())
             } else {
                 Err(e)
             };
         }
-        p.install_compaction(
-            &[(*level, file.number())],
-            plan.output_level,
-            vec![file.clone()],
-        );
+        let removed: Vec<(usize, u64)> = plan
+            .inputs
+            .iter()
+            .map(|(level, f)| (*level, f.number()))
+            .collect();
+        let moved = plan.inputs.iter().map(|(_, f)| f.clone()).collect();
+        p.install_compaction(&removed, plan.output_level, moved);
         self.wake_stalled();
-        self.stats.trivial_moves.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .trivial_moves
+            .fetch_add(plan.inputs.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -198,6 +198,64 @@ fn trivial_move_when_nothing_overlaps() {
     check(&db, "p", &model);
 }
 
+/// Level-0 tables of disjoint key ranges (what a sequential fill flushes)
+/// move to the base level together, without a rewrite, and the move
+/// survives a reopen; level-0 tables that overlap one another are merged.
+#[test]
+fn disjoint_level0_tables_move_together() {
+    let sim = SimFs::new();
+    let options = || Options {
+        disable_auto_compactions: true,
+        l0_compaction_trigger: 3,
+        memtable_size: 1 << 20,
+        ..tiny(&sim)
+    };
+    let db = Db::open(DIR, options()).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    let fill = |db: &Db, model: &mut Model, prefix: &str, keys: std::ops::Range<usize>| {
+        for i in keys {
+            let key = format!("{prefix}{i:03}").into_bytes();
+            apply(db, model, "p", key, Some(vec![prefix.as_bytes()[0]; 20]));
+        }
+        db.flush().expect("flush");
+    };
+    // Flushed out of key order: level 0's order is not the key order.
+    for prefix in ["c", "a", "b"] {
+        fill(&db, &mut model, prefix, 0..50);
+    }
+    assert_eq!(db.stats().levels[0].0, 3);
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!((s.trivial_moves, s.compactions), (3, 0), "{s:?}");
+    assert_eq!((s.levels[0].0, s.levels[BOTTOM].0), (0, 3), "{s:?}");
+    assert_eq!(s.compaction_bytes_written, 0);
+    check(&db, "p", &model);
+    drop(db);
+
+    let db = Db::open(DIR, options()).expect("reopen");
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.levels[BOTTOM].0), (0, 3), "{s:?}");
+    check(&db, "p", &model);
+    // Disjoint from one another but not from the bottom's `b` table: merged.
+    fill(&db, &mut model, "d", 0..50);
+    fill(&db, &mut model, "b", 40..60);
+    fill(&db, &mut model, "e", 0..50);
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!((s.trivial_moves, s.compactions), (0, 1), "{s:?}");
+    assert_eq!(s.levels[0].0, 0, "{s:?}");
+    check(&db, "p", &model);
+    // Overlapping one another: merged.
+    fill(&db, &mut model, "f", 0..50);
+    fill(&db, &mut model, "f", 25..75);
+    fill(&db, &mut model, "g", 0..50);
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!((s.trivial_moves, s.compactions), (0, 2), "{s:?}");
+    check(&db, "p", &model);
+}
+
 #[test]
 fn compact_purges_deleted_data_and_frees_the_files() {
     let sim = SimFs::new();
