@@ -23,7 +23,9 @@ use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
 use crate::recovery;
 use crate::stall::{Stall, Stalled};
-use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
+use crate::table_file::{
+    parse_table_file_name, table_file_name, EntryCounts, PartitionDir, TableFile,
+};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 use crate::write_buffer::{MemoryUsage, WalSpace};
 
@@ -322,7 +324,13 @@ impl Db {
                     TableFile::new(
                         t.file,
                         pdir.clone(),
-                        t.size,
+                        (
+                            t.size,
+                            EntryCounts {
+                                entries: t.entries,
+                                tombstones: t.tombstones,
+                            },
+                        ),
                         (t.smallest.clone().into(), t.largest.clone().into()),
                         table_cache.clone(),
                     ),

@@ -43,7 +43,7 @@ use crate::manifest::{Change, TableRecord, VersionEdit};
 use crate::memtable::Memtable;
 use crate::partition::PartitionState;
 use crate::sst::{Table, TableBuilder, TableOptions};
-use crate::table_file::{table_file_name, TableFile};
+use crate::table_file::{table_file_name, EntryCounts, TableFile};
 use crate::wal::writer::wal_file_name;
 use crate::write_buffer::{budget_target, max_total_wal_size, over_budget, pick_largest};
 
@@ -305,8 +305,18 @@ impl Inner {
             bytes::Bytes::copy_from_slice(&table.properties().largest_key),
         );
         let size = table.file_size();
+        let counts = EntryCounts {
+            entries: table.properties().entry_count,
+            tombstones: table.properties().tombstone_count,
+        };
         self.tables.insert(number, Arc::new(table));
-        let file = TableFile::new(number, p.dir().clone(), size, keys, self.tables.clone());
+        let file = TableFile::new(
+            number,
+            p.dir().clone(),
+            (size, counts),
+            keys,
+            self.tables.clone(),
+        );
         if p.is_dropped() {
             file.mark_obsolete();
         }

@@ -90,6 +90,16 @@ impl Drop for PartitionDir {
     }
 }
 
+/// How many entries (versions) a table holds, and how many of them are
+/// tombstones (from its properties, recorded in the manifest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Entries.
+    pub entries: u64,
+    /// Tombstones among them.
+    pub tombstones: u64,
+}
+
 /// A table file of a partition, shared by the partition's level lists and
 /// by iterators. The table itself is opened on demand through the
 /// [`TableCache`] (at most `max_open_files` open). When marked obsolete
@@ -105,6 +115,8 @@ pub struct TableFile {
     number: u64,
     path: PathBuf,
     size: u64,
+    /// Entries (versions) and, of them, tombstones.
+    counts: EntryCounts,
     /// Smallest and largest user keys (from the manifest).
     smallest: Bytes,
     largest: Bytes,
@@ -117,13 +129,14 @@ pub struct TableFile {
 }
 
 impl TableFile {
-    /// Table file `number` in `dir`, of `size` bytes holding user keys
-    /// `smallest..=largest`; opened through `cache` when first read, and
-    /// tracked by it (for [`TableCache::pin_live_files`]).
+    /// Table file `number` in `dir`, of `size` bytes holding `counts`
+    /// entries with user keys `smallest..=largest`; opened through `cache`
+    /// when first read, and tracked by it (for
+    /// [`TableCache::pin_live_files`]).
     pub fn new(
         number: u64,
         dir: Arc<PartitionDir>,
-        size: u64,
+        (size, counts): (u64, EntryCounts),
         (smallest, largest): (Bytes, Bytes),
         cache: Arc<TableCache>,
     ) -> Arc<Self> {
@@ -131,6 +144,7 @@ impl TableFile {
             number,
             path: dir.path().join(table_file_name(number)),
             size,
+            counts,
             smallest,
             largest,
             cache,
@@ -178,6 +192,11 @@ impl TableFile {
     /// Size of the file in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Its entries and tombstones.
+    pub fn counts(&self) -> EntryCounts {
+        self.counts
     }
 
     /// Deletes the file once the last holder drops it.
