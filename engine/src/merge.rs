@@ -176,16 +176,23 @@ impl Iterator for MergeIter {
                     // Still the smallest (one source, or a run of one
                     // source's keys): return it without a trip through the
                     // heap.
-                    if self
-                        .heap
-                        .peek()
-                        .is_none_or(|Reverse(top)| head.cmp(top) == Ordering::Less)
-                    {
+                    let Some(mut top) = self.heap.peek_mut() else {
+                        self.state = MergeState::Running { refill: Some(src) };
+                        return Some(Ok(head.entry));
+                    };
+                    if head.cmp(&top.0) == Ordering::Less {
+                        drop(top);
                         self.state = MergeState::Running { refill: Some(src) };
                         return Some(Ok(head.entry));
                     }
-                    self.heap.push(Reverse(head));
-                    Ok(())
+                    // The top is next: put the new head in its place (one
+                    // sift down as `top` drops, instead of a push and a pop).
+                    let Reverse(next) = std::mem::replace(&mut *top, Reverse(head));
+                    drop(top);
+                    self.state = MergeState::Running {
+                        refill: Some(next.src),
+                    };
+                    return Some(Ok(next.entry));
                 }
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
