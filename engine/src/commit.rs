@@ -111,9 +111,10 @@ const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// counts the writers that took part in it or arrived during it — the
 /// writers active now — and lets the next sync wait (polling, at most as
 /// long as the last sync took) until that many are queued: `n` writes per
-/// sync. A single writer never waits (it is the only one expected), and a
-/// writer that does not come back costs one wait, after which the count
-/// drops to the writers that did.
+/// sync. A single writer does not wait (it is the only one expected). A
+/// writer that does not come back — one that stopped, a flush's sync
+/// request, a write that needed no sync — costs one wait at most (≤ 1 ms),
+/// after which the count drops to the writers that did.
 #[derive(Debug, Default)]
 pub(crate) struct Linger {
     /// Writers (queued members) expected before the next sync.
@@ -451,7 +452,7 @@ impl Inner {
 
     /// Signals the committer thread: through [`Inner::commit_signals`],
     /// which it watches while polling, and by waking it if it sleeps.
-    fn wake_committer(&self, st: &CommitState) {
+    pub(crate) fn wake_committer(&self, st: &CommitState) {
         self.commit_signals.fetch_add(1, Ordering::Release);
         if st.committer_sleeping {
             self.committer_wake.notify_all();

@@ -19,12 +19,17 @@
 //!
 //! # Scores and picking
 //! Level 0 scores `files / l0_compaction_trigger`; a level from the base
-//! level down to level 5 scores `bytes / target`. The highest score `>= 1`
-//! is compacted: all of level 0 with the base-level tables it overlaps, or
-//! one table of level `n` (round robin by key) with the tables of level
-//! `n + 1` it overlaps. A lone input overlapping nothing below is moved
-//! (a manifest edit, no rewrite). The background thread picks, across the
-//! partitions with pending work, the one with the greatest score.
+//! level down to level 5 scores `bytes / target`. Tables holding more
+//! tombstones than live entries count extra bytes for what they will free
+//! below ([`compensated`]), and level 0 holding such tables also scores by
+//! that size against `level_base_size`. The highest score `>= 1` is
+//! compacted: all of level 0 with the base-level tables it overlaps, or one
+//! table of level `n` (round robin by key) with the tables of level `n + 1`
+//! it overlaps. Inputs that overlap neither one another nor anything at the
+//! output level are moved (a manifest edit, no rewrite) — unless nothing
+//! deeper overlaps them and they hold tombstones, which the rewrite drops.
+//! The background thread picks, across the partitions with pending work,
+//! the one with the greatest score.
 //!
 //! # What a compaction drops
 //! Iterators pin the tables they read, so no older version is needed by
@@ -224,9 +229,7 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .filter(|f| f.overlaps(&smallest, &largest))
         .map(|f| (output_level, f.clone()))
         .collect();
-    // Level-0 tables of disjoint ranges (a sequential fill flushes such
-    // tables) move together: rewriting them would only copy them.
-    let trivial_move = overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
+    let overlapping_count = overlapping.len();
     let mut all = inputs;
     all.extend(overlapping);
     let (smallest, largest) = key_range(all.iter().map(|(_, f)| f)).unwrap_or((smallest, largest));
@@ -234,6 +237,14 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .iter()
         .flatten()
         .all(|f| !f.overlaps(&smallest, &largest));
+    // Level-0 tables of disjoint ranges (a sequential fill flushes such
+    // tables) move together: rewriting them would only copy them. Not
+    // tombstones with nothing below them: moved, they would stay for good
+    // (nothing rewrites a table that overlaps nothing); rewritten, they go.
+    let inputs = &all[..all.len() - overlapping_count];
+    let trivial_move = overlapping_count == 0
+        && disjoint(inputs.iter().map(|(_, f)| f))
+        && !(bottom && inputs.iter().any(|(_, f)| f.counts().tombstones > 0));
     Plan {
         level,
         output_level,
@@ -459,8 +470,8 @@ impl Inner {
         self.run_plan(p, &plan)
     }
 
-    /// Executes `plan`: writes the outputs (or moves the one input), logs
-    /// the manifest edit, installs.
+    /// Executes `plan`: writes the outputs (or moves the inputs), logs the
+    /// manifest edit, installs.
     fn run_plan(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
         if plan.trivial_move {
             return self.trivial_move(p, plan);

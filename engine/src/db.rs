@@ -1038,8 +1038,11 @@ impl Drop for Db {
         if let Some(t) = self.flusher.take() {
             let _ = t.join();
         }
-        lock(&self.inner.commit).shutdown = true;
-        self.inner.committer_wake.notify_all();
+        {
+            let mut st = lock(&self.inner.commit);
+            st.shutdown = true;
+            self.inner.wake_committer(&st);
+        }
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }

