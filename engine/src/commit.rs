@@ -514,10 +514,17 @@ impl Inner {
             };
         }
         let groups: Vec<Group> = st.unpublished.drain(..n).collect();
+        // Visible in order, under the lock; the writers are completed after
+        // it is released: a writer woken while the committer still held it
+        // blocked on it at its next write, and was woken a second time.
+        if let Some(last) = groups.iter().map(|g| g.last_seq).max() {
+            self.visible_seq.fetch_max(last, Ordering::AcqRel);
+        }
+        drop(st);
         for g in groups {
             self.publish(g.last_seq, g.members);
         }
-        st
+        lock(&self.commit)
     }
 
     fn sync_wals(
