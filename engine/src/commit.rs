@@ -521,8 +521,8 @@ impl Inner {
             self.visible_seq.fetch_max(last, Ordering::AcqRel);
         }
         drop(st);
-        for g in groups {
-            self.publish(g.last_seq, g.members);
+        for m in groups.into_iter().flat_map(|g| g.members) {
+            m.complete(Ok(()));
         }
         lock(&self.commit)
     }

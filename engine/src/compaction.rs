@@ -189,7 +189,10 @@ fn compensated(levels: &Levels, bytes: &[u64; NUM_LEVELS]) -> [u64; NUM_LEVELS] 
     let live: u64 = levels
         .iter()
         .flatten()
-        .map(|f| f.counts().entries.saturating_sub(f.counts().tombstones))
+        .map(|f| {
+            let c = f.counts();
+            c.entries.saturating_sub(c.tombstones)
+        })
         .sum();
     let average = bytes.iter().sum::<u64>().checked_div(live).unwrap_or(0);
     std::array::from_fn(|l| {
@@ -229,7 +232,10 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .filter(|f| f.overlaps(&smallest, &largest))
         .map(|f| (output_level, f.clone()))
         .collect();
-    let overlapping_count = overlapping.len();
+    // Level-0 tables of disjoint ranges (a sequential fill flushes such
+    // tables) move together: rewriting them would only copy them.
+    let movable = overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
+    let tombstones = inputs.iter().any(|(_, f)| f.counts().tombstones > 0);
     let mut all = inputs;
     all.extend(overlapping);
     let (smallest, largest) = key_range(all.iter().map(|(_, f)| f)).unwrap_or((smallest, largest));
@@ -237,14 +243,10 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .iter()
         .flatten()
         .all(|f| !f.overlaps(&smallest, &largest));
-    // Level-0 tables of disjoint ranges (a sequential fill flushes such
-    // tables) move together: rewriting them would only copy them. Not
-    // tombstones with nothing below them: moved, they would stay for good
-    // (nothing rewrites a table that overlaps nothing); rewritten, they go.
-    let inputs = &all[..all.len() - overlapping_count];
-    let trivial_move = overlapping_count == 0
-        && disjoint(inputs.iter().map(|(_, f)| f))
-        && !(bottom && inputs.iter().any(|(_, f)| f.counts().tombstones > 0));
+    // Not tombstones with nothing below them: moved, they would stay for
+    // good (nothing rewrites a table that overlaps nothing); rewritten, they
+    // go.
+    let trivial_move = movable && !(bottom && tombstones);
     Plan {
         level,
         output_level,
@@ -519,10 +521,7 @@ impl Inner {
             .into_iter()
             .map(|(r, table)| {
                 self.tables.insert(r.file, Arc::new(table));
-                let counts = EntryCounts {
-                    entries: r.entries,
-                    tombstones: r.tombstones,
-                };
+                let counts = EntryCounts::from(&r);
                 TableFile::new(
                     r.file,
                     p.dir().clone(),

@@ -324,13 +324,7 @@ impl Db {
                     TableFile::new(
                         t.file,
                         pdir.clone(),
-                        (
-                            t.size,
-                            EntryCounts {
-                                entries: t.entries,
-                                tombstones: t.tombstones,
-                            },
-                        ),
+                        (t.size, EntryCounts::from(t)),
                         (t.smallest.clone().into(), t.largest.clone().into()),
                         table_cache.clone(),
                     ),

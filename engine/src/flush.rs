@@ -305,10 +305,7 @@ impl Inner {
             bytes::Bytes::copy_from_slice(&table.properties().largest_key),
         );
         let size = table.file_size();
-        let counts = EntryCounts {
-            entries: table.properties().entry_count,
-            tombstones: table.properties().tombstone_count,
-        };
+        let counts = EntryCounts::from(table.properties());
         self.tables.insert(number, Arc::new(table));
         let file = TableFile::new(
             number,

@@ -175,21 +175,17 @@ impl Iterator for MergeIter {
             MergeState::Running { refill: Some(src) } => match self.read(src) {
                 Ok(Some(head)) => {
                     // Still the smallest (one source, or a run of one
-                    // source's keys): return it without a trip through the
+                    // source's keys): returned without a trip through the
                     // heap.
-                    let Some(mut top) = self.heap.peek_mut() else {
-                        self.state = MergeState::Running { refill: Some(src) };
-                        return Some(Ok(head.entry));
+                    let next = match self.heap.peek_mut() {
+                        // The top is next: put the new head in its place
+                        // (one sift down as `top` drops, instead of a push
+                        // and a pop).
+                        Some(mut top) if head.cmp(&top.0) != Ordering::Less => {
+                            std::mem::replace(&mut *top, Reverse(head)).0
+                        }
+                        _ => head,
                     };
-                    if head.cmp(&top.0) == Ordering::Less {
-                        drop(top);
-                        self.state = MergeState::Running { refill: Some(src) };
-                        return Some(Ok(head.entry));
-                    }
-                    // The top is next: put the new head in its place (one
-                    // sift down as `top` drops, instead of a push and a pop).
-                    let Reverse(next) = std::mem::replace(&mut *top, Reverse(head));
-                    drop(top);
                     self.state = MergeState::Running {
                         refill: Some(next.src),
                     };

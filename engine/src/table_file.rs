@@ -100,6 +100,24 @@ pub struct EntryCounts {
     pub tombstones: u64,
 }
 
+impl From<&crate::manifest::TableRecord> for EntryCounts {
+    fn from(t: &crate::manifest::TableRecord) -> Self {
+        EntryCounts {
+            entries: t.entries,
+            tombstones: t.tombstones,
+        }
+    }
+}
+
+impl From<&crate::sst::TableProperties> for EntryCounts {
+    fn from(p: &crate::sst::TableProperties) -> Self {
+        EntryCounts {
+            entries: p.entry_count,
+            tombstones: p.tombstone_count,
+        }
+    }
+}
+
 /// A table file of a partition, shared by the partition's level lists and
 /// by iterators. The table itself is opened on demand through the
 /// [`TableCache`] (at most `max_open_files` open). When marked obsolete
