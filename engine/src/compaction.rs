@@ -233,8 +233,12 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .map(|f| (output_level, f.clone()))
         .collect();
     // Level-0 tables of disjoint ranges (a sequential fill flushes such
-    // tables) move together: rewriting them would only copy them.
-    let movable = overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
+    // tables) could move together: rewriting them only copies them. Only
+    // single tables for now: moving several disjoint level-0 tables
+    // together made `compact_due` loop forever on an input the op_sequence
+    // fuzz target found (fuzz/corpus/op_sequence/regression-multi-move-hang).
+    let movable =
+        inputs.len() == 1 && overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
     let tombstones = inputs.iter().any(|(_, f)| f.counts().tombstones > 0);
     let mut all = inputs;
     all.extend(overlapping);
