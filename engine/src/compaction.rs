@@ -233,12 +233,8 @@ fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>)
         .map(|f| (output_level, f.clone()))
         .collect();
     // Level-0 tables of disjoint ranges (a sequential fill flushes such
-    // tables) could move together: rewriting them only copies them. Only
-    // single tables for now: moving several disjoint level-0 tables
-    // together made `compact_due` loop forever on an input the op_sequence
-    // fuzz target found (fuzz/corpus/op_sequence/regression-multi-move-hang).
-    let movable =
-        inputs.len() == 1 && overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
+    // tables) move together: rewriting them would only copy them.
+    let movable = overlapping.is_empty() && disjoint(inputs.iter().map(|(_, f)| f));
     let tombstones = inputs.iter().any(|(_, f)| f.counts().tombstones > 0);
     let mut all = inputs;
     all.extend(overlapping);
@@ -563,6 +559,11 @@ impl Inner {
     }
 
     fn trivial_move(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<()> {
+        // After a failed edit the manifest's state may already hold an
+        // earlier move of these tables that the version lacks (its fsync
+        // failed): refuse rather than read that state as a dropped partition
+        // and report progress forever.
+        self.manifest.ensure_writable()?;
         let records = self.manifest.with_state(|s| {
             let partition = s.partitions.get(&p.id())?;
             plan.inputs
@@ -577,7 +578,15 @@ impl Inner {
         });
         let Some(records) = records else {
             // Dropped meanwhile (its tables left the manifest).
-            return Ok(());
+            if self.partition_gone(p) {
+                return Ok(());
+            }
+            // Never `Ok` without a change: the caller would pick this move
+            // again at once.
+            return Err(Error::Io(std::io::Error::other(format!(
+                "partition {}: the manifest does not list the tables of a move where their version has them",
+                p.id()
+            ))));
         };
         if records.is_empty() {
             return Ok(());

@@ -202,7 +202,6 @@ fn trivial_move_when_nothing_overlaps() {
 /// move to the base level together, without a rewrite, and the move
 /// survives a reopen; level-0 tables that overlap one another are merged.
 #[test]
-#[ignore = "multi-table moves are disabled: they made compact_due loop forever on an op_sequence fuzz input (fuzz/corpus/op_sequence/regression-multi-move-hang)"]
 fn disjoint_level0_tables_move_together() {
     let sim = SimFs::new();
     let options = || Options {

@@ -999,6 +999,80 @@ fn regression_failed_manifest_sync_keeps_new_tables() {
     }
 }
 
+/// Regression (found by the op_sequence fuzz target,
+/// `fuzz/corpus/op_sequence/regression-multi-move-hang`): a trivial move
+/// whose manifest fsync failed left the manifest's state with the tables at
+/// the output level and the partition's version with them at level 0. The
+/// next move looked for them at level 0 in the manifest, found nothing,
+/// took it for a dropped partition and returned `Ok` without a change, so
+/// `compact_due` (and the background thread) looped forever. The next move
+/// is now refused with `poisoned:`, and both tables survive a crash.
+#[test]
+fn regression_failed_trivial_move_is_not_retried_forever() {
+    for tables in [1u8, 2] {
+        for crash in [false, true] {
+            let what = format!("{tables} tables, crash {crash}");
+            let sim = SimFs::new();
+            let opts = || Options {
+                l0_compaction_trigger: usize::from(tables),
+                ..options(&sim)
+            };
+            let db = Db::open(DIR, opts()).expect("open");
+            db.create_partition("a").expect("create");
+            for k in 1..=tables {
+                db.write(
+                    [WriteOp {
+                        partition: "a",
+                        key: key(k),
+                        value: Some(vec![k; 10]),
+                    }],
+                    Some(false),
+                )
+                .expect("write");
+                db.flush_partition("a").expect("flush");
+            }
+            sim.inject(Fault::on(OpKind::Sync, FaultError::EIO).on_path(live_manifest(&sim)));
+            let db = Arc::new(db);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let worker = {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let first = db.compact_due();
+                    let second = db.compact_due();
+                    let _ = tx.send((first, second));
+                })
+            };
+            let (first, second) = rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("{what}: compact_due did not return"));
+            worker.join().expect("worker");
+            assert!(matches!(first, Err(Error::Io(_))), "{what}: {first:?}");
+            assert!(is_poisoned(&second), "{what}: {second:?}");
+            assert_eq!(sim.faults_fired(), 1, "{what}");
+            drop(Arc::into_inner(db).expect("one handle"));
+            if crash {
+                sim.crash_with(CrashMode::DropUnsynced, 3);
+            }
+            let db = Db::open(DIR, opts()).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            for k in 1..=tables {
+                assert_eq!(
+                    db.get("a", &key(k)).expect("get"),
+                    Some(vec![k; 10]),
+                    "{what}: key {k}"
+                );
+            }
+            db.compact_due()
+                .unwrap_or_else(|e| panic!("{what}: compact_due after reopen: {e}"));
+            drop(db);
+            // The open checks that every level is a sorted run.
+            let db = Db::open(DIR, opts()).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            for k in 1..=tables {
+                assert_eq!(db.get("a", &key(k)).expect("get"), Some(vec![k; 10]));
+            }
+        }
+    }
+}
+
 /// Regression (found by the sweep with `crash_early`: SyncDir failing in a
 /// partition's first flush): the flush creates the partition directory and
 /// syncs the database directory; when that sync failed, the retry found the

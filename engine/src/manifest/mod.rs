@@ -216,6 +216,18 @@ impl Manifest {
         f(&lock(&self.writer).state)
     }
 
+    /// Fails with `poisoned:` if an earlier failure made the manifest refuse
+    /// edits; its state may then hold an edit the partitions' versions lack.
+    ///
+    /// # Errors
+    /// `Poisoned` after an earlier failure.
+    pub fn ensure_writable(&self) -> Result<()> {
+        match &lock(&self.writer).failed {
+            Some(why) => Err(poisoned(why)),
+            None => Ok(()),
+        }
+    }
+
     /// The live manifest file's number.
     pub fn number(&self) -> u64 {
         lock(&self.writer).number
