@@ -14,14 +14,18 @@
 //! whole entry, key and value inline:
 //!
 //! ```text
-//!   [next[h-1]] … [next[1]] [next[0]] | seq u64 | key_len:24,height:8 u32 | value_len u32 | key | value | pad to 8
+//!   [next[h-1]] … [next[1]] [next[0]] | seq u64 | height u8 | key_len varint | key | value_tag varint | value | pad to 8
 //!                                     ^ node pointer (8-byte aligned)
 //! ```
 //!
 //! The tower of `h` next-links sits *below* the node pointer, so the header
 //! and the key are at fixed offsets whatever the height, and a visit on the
 //! search path (load `next[l]`, compare the next node's key) touches the
-//! bytes around one node pointer. `value_len == u32::MAX` marks a tombstone.
+//! bytes around one node pointer. The lengths are LEB128 varints: a key
+//! shorter than 128 bytes starts at offset 10. `value_tag` is 0 for a
+//! tombstone and the value's length plus one otherwise. A 16-byte key with a
+//! 100-byte value takes 136 bytes with a one-link tower (a fixed 16-byte
+//! header took 144): a memtable of a given size holds 6% more such entries.
 //!
 //! A search is a chain of dependent cache misses (each node's address comes
 //! from the previous node), so [`Memtable::insert_sorted`] runs the searches
@@ -86,29 +90,31 @@ const MAX_HEIGHT: usize = 16;
 /// Bytes of one next-link.
 const LINK: usize = size_of::<AtomicPtr<u8>>();
 
-/// Bytes of a node's header: seq, key length and height, value length.
-const HEADER: usize = 16;
+/// Offset of a node's tower height byte (after the sequence number).
+const HEIGHT_AT: usize = 8;
+
+/// Offset of a node's key length varint.
+const KEY_LEN_AT: usize = 9;
 
 /// Alignment of nodes (and of the header's `u64`).
 const ALIGN: usize = 8;
 
-/// `value_len` of a tombstone.
-const TOMBSTONE: u32 = u32::MAX;
+/// `value_tag` of a tombstone.
+const TOMBSTONE: u64 = 0;
 
-/// The longest key a node can hold (24-bit length; the engine's limit is
-/// 64 KiB).
+/// The longest key a node can hold (the engine's limit is 64 KiB).
 pub const MAX_NODE_KEY: usize = (1 << 24) - 1;
 
 /// The longest value a node can hold (the engine's limit is 64 MiB).
-pub const MAX_NODE_VALUE: usize = TOMBSTONE as usize - 1;
+pub const MAX_NODE_VALUE: usize = u32::MAX as usize - 1;
 
-/// Bytes charged per entry on top of its key and value bytes: the node's
-/// 16-byte header, its tower (8 bytes a level; 4/3 levels on average with a
-/// branching factor of 4, so ~10.7 bytes) and the padding to 8 bytes
-/// (3.5 on average), rounded up. [`Memtable::approximate_size`] is the sum
-/// of these charges plus the chunk tails left unused, so it tracks the arena
-/// bytes actually used.
-pub const ENTRY_OVERHEAD: usize = 32;
+/// An estimate of the bytes a node takes beyond its key and value, for
+/// planning (a batch's size before it is inserted): the 11-byte header of
+/// short keys and values, the tower (8 bytes a level; 4/3 levels on average
+/// with a branching factor of 4, so ~10.7 bytes) and the padding to 8 bytes
+/// (3.5 on average), rounded up. What an insert charges
+/// ([`Memtable::approximate_size`]) is the node's exact size.
+pub const ENTRY_OVERHEAD: usize = 26;
 
 /// How many entries a [`MemtableIter`] copies out of the skip list per refill.
 const ITER_BATCH: usize = 32;
@@ -264,7 +270,7 @@ fn prefetch(node: *const u8, level: usize) {
         // memory, whatever the address.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(node.wrapping_sub((level + 1) * LINK).cast::<i8>());
-            _mm_prefetch::<_MM_HINT_T0>(node.wrapping_add(HEADER + 8).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(node.wrapping_add(KEY_LEN_AT + 8).cast::<i8>());
         }
     }
     #[cfg(any(not(target_arch = "x86_64"), miri))]
@@ -296,24 +302,79 @@ unsafe fn node_seq(node: *const u8) -> SeqNo {
     unsafe { node.cast::<u64>().read() }
 }
 
-/// A published node's `key_len | height << 24` word.
-///
-/// # Safety
-/// As for [`node_seq`].
-#[inline]
-unsafe fn node_meta(node: *const u8) -> u32 {
-    // SAFETY: as in `node_seq`; offset 8 is 4-byte aligned.
-    unsafe { node.add(8).cast::<u32>().read() }
-}
-
 /// A published node's tower height.
 ///
 /// # Safety
 /// As for [`node_seq`].
 #[inline]
 unsafe fn node_height(node: *const u8) -> usize {
-    // SAFETY: forwarded.
-    (unsafe { node_meta(node) } >> 24) as usize
+    // SAFETY: as in `node_seq`.
+    usize::from(unsafe { node.add(HEIGHT_AT).read() })
+}
+
+/// Bytes of `v` as a LEB128 varint.
+#[inline]
+const fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes `v` as a LEB128 varint at `at`; returns the address after it.
+///
+/// # Safety
+/// `at` is valid for writes of [`varint_len`]`(v)` bytes.
+#[inline]
+unsafe fn write_varint(mut at: *mut u8, mut v: u64) -> *mut u8 {
+    // SAFETY: one byte per 7 bits of `v`, as `varint_len` counts.
+    unsafe {
+        while v >= 0x80 {
+            at.write(v as u8 | 0x80);
+            at = at.add(1);
+            v >>= 7;
+        }
+        at.write(v as u8);
+        at.add(1)
+    }
+}
+
+/// Reads a LEB128 varint that [`write_varint`] wrote at `at`; returns it
+/// and the address after it.
+///
+/// # Safety
+/// `at` points to a varint written by [`write_varint`] (the memtable's own
+/// bytes, never read from disk).
+#[inline]
+unsafe fn read_varint(at: *const u8) -> (u64, *const u8) {
+    // SAFETY: the varint's bytes are readable, up to the one without the
+    // continuation bit (the caller's contract).
+    unsafe {
+        let first = at.read();
+        if first < 0x80 {
+            return (u64::from(first), at.add(1));
+        }
+        let (mut v, mut shift, mut p) = (u64::from(first & 0x7f), 7, at.add(1));
+        loop {
+            let b = p.read();
+            p = p.add(1);
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return (v, p);
+            }
+            shift += 7;
+        }
+    }
+}
+
+/// A published node's key: its length and the address of its first byte.
+///
+/// # Safety
+/// As for [`node_seq`].
+#[inline]
+unsafe fn node_key_at(node: *const u8) -> (usize, *const u8) {
+    // SAFETY: the key length varint follows the height byte; it was written
+    // before the node was published. A length fits `usize` (`check_entry`).
+    let (len, at) = unsafe { read_varint(node.add(KEY_LEN_AT)) };
+    (len as usize, at)
 }
 
 /// A published node's user key.
@@ -322,11 +383,11 @@ unsafe fn node_height(node: *const u8) -> usize {
 /// As for [`node_seq`]; the slice must not outlive the table.
 #[inline]
 unsafe fn node_key<'a>(node: *const u8) -> &'a [u8] {
-    // SAFETY: the key's bytes follow the header; they were written before
+    // SAFETY: the key's bytes follow its length; they were written before
     // the node was published and are never written again.
     unsafe {
-        let len = (node_meta(node) & 0x00ff_ffff) as usize;
-        std::slice::from_raw_parts(node.add(HEADER), len)
+        let (len, at) = node_key_at(node);
+        std::slice::from_raw_parts(at, len)
     }
 }
 
@@ -336,19 +397,16 @@ unsafe fn node_key<'a>(node: *const u8) -> &'a [u8] {
 /// As for [`node_key`].
 #[inline]
 unsafe fn node_value<'a>(node: *const u8) -> Option<&'a [u8]> {
-    // SAFETY: as in `node_key`; the value's bytes follow the key's. The
-    // pointer is derived from `node` (not from the key slice, whose
+    // SAFETY: as in `node_key`; the value's tag and bytes follow the key's.
+    // The pointers are derived from `node` (not from the key slice, whose
     // provenance covers the key alone).
     unsafe {
-        let value_len = node.add(12).cast::<u32>().read();
-        if value_len == TOMBSTONE {
+        let (key_len, key_at) = node_key_at(node);
+        let (tag, value_at) = read_varint(key_at.add(key_len));
+        if tag == TOMBSTONE {
             return None;
         }
-        let key_len = (node_meta(node) & 0x00ff_ffff) as usize;
-        Some(std::slice::from_raw_parts(
-            node.add(HEADER + key_len),
-            value_len as usize,
-        ))
+        Some(std::slice::from_raw_parts(value_at, (tag - 1) as usize))
     }
 }
 
@@ -598,24 +656,25 @@ impl Memtable {
         }
 
         let tower = (height * LINK).next_multiple_of(ALIGN);
-        let size = (tower + HEADER + key.len() + value_len).next_multiple_of(ALIGN);
+        let tag = value.map_or(TOMBSTONE, |v| v.len() as u64 + 1);
+        let body =
+            KEY_LEN_AT + varint_len(key.len() as u64) + key.len() + varint_len(tag) + value_len;
+        let size = (tower + body).next_multiple_of(ALIGN);
         let (mem, wasted, allocated) = w.alloc(size);
         // SAFETY: `mem` is 8-byte aligned and `size` bytes of it are ours
         // alone: no reader can reach them before the publishing stores
-        // below. The header's fields are naturally aligned; the key and value
-        // fit in `size`; `meta` fits its 24 + 8 bits as `check_entry`
-        // checked (`height <= MAX_HEIGHT < 256`).
+        // below. The sequence number is 8-byte aligned; the height fits its
+        // byte (`height <= MAX_HEIGHT < 256`); the varints, key and value
+        // are the `body` bytes counted above.
         let node = unsafe {
             let node = mem.add(tower);
             node.cast::<u64>().write(seq);
-            let meta = key.len() as u32 | (height as u32) << 24;
-            node.add(8).cast::<u32>().write(meta);
-            let value_field = value.map_or(TOMBSTONE, |v| v.len() as u32);
-            node.add(12).cast::<u32>().write(value_field);
-            let key_at = node.add(HEADER);
+            node.add(HEIGHT_AT).write(height as u8);
+            let key_at = write_varint(node.add(KEY_LEN_AT), key.len() as u64);
             ptr::copy_nonoverlapping(key.as_ptr(), key_at, key.len());
+            let value_at = write_varint(key_at.add(key.len()), tag);
             if let Some(v) = value {
-                ptr::copy_nonoverlapping(v.as_ptr(), key_at.add(key.len()), v.len());
+                ptr::copy_nonoverlapping(v.as_ptr(), value_at, v.len());
             }
             for (level, pred) in preds.iter().enumerate().take(height) {
                 // The new node's successor: the old node's (replacing it) or
@@ -646,7 +705,7 @@ impl Memtable {
             added.len += 1;
         }
         added.allocated += allocated;
-        added.charge += key.len() + value_len + ENTRY_OVERHEAD + wasted;
+        added.charge += size + wasted;
         added.max_seq = added.max_seq.max(seq);
         (node, height)
     }
@@ -787,8 +846,8 @@ impl Memtable {
         }
     }
 
-    /// Bytes of keys and values plus [`ENTRY_OVERHEAD`] per inserted entry,
-    /// plus the arena chunk tails left unused: about the arena bytes in use.
+    /// Bytes of the nodes inserted (towers, headers, keys, values, padding)
+    /// plus the arena chunk tails left unused: the arena bytes in use.
     pub fn approximate_size(&self) -> usize {
         self.size.load(AtomicOrdering::Relaxed)
     }
@@ -1215,16 +1274,95 @@ mod tests {
         assert_eq!(t.get(b"k0", SeqNo::MAX), put(&newest.to_le_bytes()));
     }
 
+    /// The arena bytes of the node of `(key, seq)`: its tower and its body
+    /// (sequence number, height, key length, key, value tag, value), padded
+    /// to 8 bytes.
+    fn node_bytes(t: &Memtable, key: &[u8], seq: SeqNo) -> usize {
+        let node = t.lower_bound(key, seq);
+        assert!(!node.is_null());
+        // SAFETY: a published node of `t`.
+        let (k, height, value) = unsafe { (node_key(node), node_height(node), node_value(node)) };
+        assert_eq!(k, key);
+        let tag = value.map_or(0, |v| v.len() as u64 + 1);
+        let body = 8 + 1 + varint_len(key.len() as u64) + key.len() + varint_len(tag);
+        (8 * height + body + value.map_or(0, <[u8]>::len)).next_multiple_of(8)
+    }
+
+    #[test]
+    fn node_layout() {
+        let t = Memtable::new();
+        t.insert(b"k", 0x0102, Some(b"vv"));
+        let node = t.lower_bound(b"k", SeqNo::MAX);
+        // SAFETY: a published node of `t`, 14 bytes long before its padding.
+        let (bytes, height) = unsafe {
+            (
+                std::slice::from_raw_parts(node, 14).to_vec(),
+                node_height(node),
+            )
+        };
+        let want = [2, 1, 0, 0, 0, 0, 0, 0, height as u8, 1, b'k', 3, b'v', b'v'];
+        assert_eq!(bytes, want);
+        assert_eq!(t.approximate_size(), (8 * height + 14).next_multiple_of(8));
+    }
+
+    /// Lengths on both sides of each varint width, empty values (not
+    /// tombstones) and tombstones.
+    #[test]
+    fn key_and_value_lengths_at_varint_boundaries() {
+        let t = Arc::new(Memtable::new());
+        let lengths = [0usize, 1, 126, 127, 128, 129, 16_383, 16_384, 70_000];
+        let mut want = Vec::new();
+        let mut seq = 0;
+        for (i, &key_len) in lengths.iter().enumerate() {
+            for &value_len in &lengths {
+                seq += 1;
+                let mut key = vec![b'k'; key_len + 1];
+                key[0] = i as u8;
+                let value = (value_len != 70_000).then(|| vec![seq as u8; value_len]);
+                t.insert(&key, seq, value.as_deref());
+                assert_eq!(
+                    t.get(&key, seq),
+                    Some(
+                        value
+                            .as_ref()
+                            .map_or(Value::Delete, |v| Value::Put(Bytes::from(v.clone())))
+                    ),
+                    "key {key_len}, value {value_len}"
+                );
+                want.push((key, seq, value));
+            }
+        }
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(127), 1);
+        assert_eq!(varint_len(128), 2);
+        assert_eq!(varint_len(u64::from(u32::MAX)), 5);
+        want.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let got = all(&t, None);
+        assert_eq!(got.len(), want.len());
+        for ((k, s, v), (wk, ws, wv)) in got.iter().zip(&want) {
+            assert_eq!((k, *s), (wk, *ws));
+            assert_eq!(
+                v,
+                &wv.as_ref()
+                    .map_or(Value::Delete, |v| Value::Put(Bytes::from(v.clone())))
+            );
+        }
+        let charged: usize = want.iter().map(|(k, s, _)| node_bytes(&t, k, *s)).sum();
+        assert!(t.approximate_size() >= charged, "{t:?}");
+    }
+
     #[test]
     fn size_len_and_max_seq_accounting() {
         let t = Memtable::new();
         assert!(t.is_empty());
         assert_eq!((t.len(), t.approximate_size(), t.max_seq()), (0, 0, 0));
-        t.insert(b"abc", 7, Some(b"12345"));
-        assert_eq!(t.approximate_size(), 3 + 5 + ENTRY_OVERHEAD);
+        let charge = t.insert(b"abc", 7, Some(b"12345"));
+        assert_eq!(charge, node_bytes(&t, b"abc", 7));
+        assert_eq!(t.approximate_size(), charge);
         assert_eq!((t.len(), t.max_seq()), (1, 7));
         t.insert(b"abc", 3, None);
-        assert_eq!(t.approximate_size(), 3 + 5 + 3 + 2 * ENTRY_OVERHEAD);
+        let both = node_bytes(&t, b"abc", 7) + node_bytes(&t, b"abc", 3);
+        assert_eq!(t.approximate_size(), both);
         assert_eq!((t.len(), t.max_seq()), (2, 7));
         let before = t.approximate_size();
         t.insert(b"x", 9, Some(&[0u8; 1000]));
@@ -1418,7 +1556,7 @@ mod tests {
         assert_eq!(it.next().map(|e| e.seq), Some(1));
         let before = t.approximate_size();
         let charge = t.insert(b"b", 5, None);
-        assert_eq!(charge, 1 + ENTRY_OVERHEAD);
+        assert_eq!(charge, node_bytes(&t, b"b", 5));
         assert_eq!(t.approximate_size(), before + charge);
         assert_eq!(t.len(), 3);
         assert_eq!(t.get(b"b", 5), Some(Value::Delete));
@@ -1591,8 +1729,9 @@ mod tests {
         }
         let (size, arena) = (t.approximate_size() / N, t.arena_bytes() / N);
         eprintln!("approximate_size/entry = {size} B, arena bytes/entry = {arena} B");
-        // 116 bytes of data, 16 of header, ~10.7 of tower, 4 of padding.
-        assert!((140..=152).contains(&size), "{size}");
-        assert!((140..=155).contains(&arena), "{arena}");
+        // 116 bytes of data, 11 of header, ~10.7 of tower, 1 of padding
+        // (a fixed 16-byte header made it 144–152).
+        assert!((134..=142).contains(&size), "{size}");
+        assert!((134..=145).contains(&arena), "{arena}");
     }
 }
