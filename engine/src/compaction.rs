@@ -24,8 +24,8 @@
 //! below ([`compensated`]), and level 0 holding such tables also scores by
 //! that size against `level_base_size`. The highest score `>= 1` is
 //! compacted: all of level 0 with the base-level tables it overlaps, or one
-//! table of level `n` (round robin by key) with the tables of level `n + 1`
-//! it overlaps. Inputs that overlap neither one another nor anything at the
+//! table of level `n` with the tables of level `n + 1` it overlaps: the
+//! table overlapping the fewest bytes there for its size ([`pick_table`]). Inputs that overlap neither one another nor anything at the
 //! output level are moved (a manifest edit, no rewrite) — unless nothing
 //! deeper overlaps them and they hold tombstones, which the rewrite drops.
 //! The background thread picks, across the partitions with pending work,
@@ -140,7 +140,8 @@ pub fn pick(
     let bytes: [u64; NUM_LEVELS] =
         std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum());
     let (base, targets) = targets(&bytes, t);
-    let scored = compensated(levels, &bytes);
+    let average = average_entry_bytes(levels, &bytes);
+    let scored = compensated(levels, &bytes, average);
     let mut best: Option<(f64, usize)> = None;
     let mut consider = |score: f64, level: usize| {
         if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
@@ -169,7 +170,7 @@ pub fn pick(
     let (score, level) = best?;
     Some((
         score,
-        plan_level(levels, level, base, cursors[level].as_deref()),
+        plan_level(levels, level, base, cursors[level].as_deref(), average),
     ))
 }
 
@@ -181,20 +182,10 @@ pub fn pick(
 /// left the whole data set on disk (612 MiB of 578 at N = 5M in the
 /// harness's `deleteheavy`) until a manual `compact`. The average is over
 /// the partition's live entries.
-fn compensated(levels: &Levels, bytes: &[u64; NUM_LEVELS]) -> [u64; NUM_LEVELS] {
-    let excess = |c: EntryCounts| (2 * c.tombstones).saturating_sub(c.entries);
-    if levels.iter().flatten().all(|f| excess(f.counts()) == 0) {
+fn compensated(levels: &Levels, bytes: &[u64; NUM_LEVELS], average: u64) -> [u64; NUM_LEVELS] {
+    if average == 0 {
         return *bytes;
     }
-    let live: u64 = levels
-        .iter()
-        .flatten()
-        .map(|f| {
-            let c = f.counts();
-            c.entries.saturating_sub(c.tombstones)
-        })
-        .sum();
-    let average = bytes.iter().sum::<u64>().checked_div(live).unwrap_or(0);
     std::array::from_fn(|l| {
         let bonus: u64 = levels[l]
             .iter()
@@ -204,15 +195,108 @@ fn compensated(levels: &Levels, bytes: &[u64; NUM_LEVELS]) -> [u64; NUM_LEVELS] 
     })
 }
 
+/// Tombstones of a table beyond its live entries.
+fn excess(c: EntryCounts) -> u64 {
+    (2 * c.tombstones).saturating_sub(c.entries)
+}
+
+/// The partition's bytes per live entry, what [`compensated`] counts per
+/// excess tombstone; 0 if no table holds more tombstones than live entries
+/// (no compensation).
+fn average_entry_bytes(levels: &Levels, bytes: &[u64; NUM_LEVELS]) -> u64 {
+    if levels.iter().flatten().all(|f| excess(f.counts()) == 0) {
+        return 0;
+    }
+    let live: u64 = levels
+        .iter()
+        .flatten()
+        .map(|f| {
+            let c = f.counts();
+            c.entries.saturating_sub(c.tombstones)
+        })
+        .sum();
+    bytes.iter().sum::<u64>().checked_div(live).unwrap_or(0)
+}
+
+/// The table of a sorted run to compact into the next level: the one whose
+/// overlap there is smallest for its size (its size compensated for
+/// tombstones, as in [`compensated`]), as RocksDB's default
+/// `kMinOverlappingRatio` picks. It rewrites the fewest bytes of the next
+/// level per byte it pushes down: in the harness's overwrite run at 5M keys,
+/// round robin by key had the base level's tables each merge with a quarter
+/// of the bottom. Ties go to the first table after `cursor` (the largest
+/// key of the last table picked at this level), round robin.
+fn pick_table(
+    run: &[Arc<TableFile>],
+    next: &[Arc<TableFile>],
+    cursor: Option<&[u8]>,
+    average: u64,
+) -> Option<usize> {
+    let start = cursor.map_or(0, |c| run.partition_point(|f| f.smallest() <= c));
+    let ranges: Vec<(&[u8], &[u8], u64)> = next
+        .iter()
+        .map(|f| (f.smallest(), f.largest(), f.size()))
+        .collect();
+    let candidates = run.iter().map(|f| {
+        let size = f
+            .size()
+            .saturating_add(excess(f.counts()).saturating_mul(average));
+        (f.smallest(), f.largest(), size)
+    });
+    least_overlap(candidates, &ranges, start)
+}
+
+/// Index of the candidate `(smallest, largest, size)` with the least bytes
+/// of `next` (a sorted run of `(smallest, largest, size)`) overlapping it
+/// per byte of its own size; ties go to the first from `start` on,
+/// wrapping around. `None` if there is no candidate.
+fn least_overlap<'a>(
+    candidates: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8], u64)>,
+    next: &[(&[u8], &[u8], u64)],
+    start: usize,
+) -> Option<usize> {
+    let n = candidates.len();
+    let costs: Vec<(u64, u64)> = candidates
+        .map(|(smallest, largest, size)| {
+            let from = next.partition_point(|(_, l, _)| *l < smallest);
+            let to = next.partition_point(|(s, _, _)| *s <= largest);
+            let overlap = next[from..to.max(from)]
+                .iter()
+                .map(|(_, _, size)| *size)
+                .fold(0, u64::saturating_add);
+            (overlap, size.max(1))
+        })
+        .collect();
+    let mut best: Option<usize> = None;
+    for i in (0..n).map(|k| (start + k) % n) {
+        let (overlap, size) = costs[i];
+        // overlap / size < best overlap / best size, without division.
+        let better = best.is_none_or(|b| {
+            let (bo, bs) = costs[b];
+            u128::from(overlap) * u128::from(bs) < u128::from(bo) * u128::from(size)
+        });
+        if better {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// Plans a compaction out of `level` (level 0 into `base`, others into the
 /// next level).
-fn plan_level(levels: &Levels, level: usize, base: usize, cursor: Option<&[u8]>) -> Plan {
+fn plan_level(
+    levels: &Levels,
+    level: usize,
+    base: usize,
+    cursor: Option<&[u8]>,
+    average: u64,
+) -> Plan {
     let (inputs, output_level): (Vec<(usize, Arc<TableFile>)>, usize) = if level == 0 {
         (levels[0].iter().map(|f| (0, f.clone())).collect(), base)
     } else {
         let run = &levels[level];
-        let i = cursor.map_or(0, |c| run.partition_point(|f| f.smallest() <= c));
-        let file = run.get(i).or_else(|| run.first());
+        let next = levels.get(level + 1).map_or(&[][..], Vec::as_slice);
+        let file = pick_table(run, next, cursor, average).and_then(|i| run.get(i));
         (
             file.map(|f| (level, f.clone())).into_iter().collect(),
             level + 1,
@@ -276,6 +360,41 @@ fn key_range<'a>(
         Bytes::copy_from_slice(smallest),
         Bytes::copy_from_slice(largest),
     ))
+}
+
+/// The largest keys of the tables of a sorted run, walked in key order
+/// by a compaction writing the run above it.
+#[derive(Default)]
+struct Boundaries {
+    ends: Vec<Bytes>,
+    /// Tables of the run ending before the last key seen.
+    passed: usize,
+}
+
+impl Boundaries {
+    fn new(run: &[Arc<TableFile>]) -> Boundaries {
+        Boundaries {
+            ends: run
+                .iter()
+                .map(|f| Bytes::copy_from_slice(f.largest()))
+                .collect(),
+            passed: 0,
+        }
+    }
+
+    /// Whether `key` (no smaller than the keys seen before) is past the
+    /// end of a table that ended at or after the previous key.
+    fn crossed(&mut self, key: &[u8]) -> bool {
+        let before = self.passed;
+        while self
+            .ends
+            .get(self.passed)
+            .is_some_and(|end| end.as_ref() < key)
+        {
+            self.passed += 1;
+        }
+        self.passed > before
+    }
 }
 
 /// Partitions with possible compaction work, under `Inner::compaction`.
@@ -677,6 +796,11 @@ impl Inner {
             }
         }
         let options = self.table_options();
+        let mut boundaries = if plan.output_level < BOTTOM {
+            Boundaries::new(&p.levels().levels[plan.output_level + 1])
+        } else {
+            Boundaries::default()
+        };
         let mut current: Option<(TableBuilder, u64)> = None;
         let mut last_key: Option<Bytes> = None;
         for (n, entry) in MergeIter::new(sources).enumerate() {
@@ -692,6 +816,21 @@ impl Inner {
                 continue;
             }
             let seq = if plan.bottom { 0 } else { entry.seq };
+            // Past the end of a table of the level below the output, an
+            // output of at least half the target size ends: it overlaps no
+            // more of that level than it must when it is compacted down in
+            // turn (RocksDB cuts its outputs at these boundaries too).
+            if boundaries.crossed(&entry.key) {
+                let half = self.options.target_file_size / 2;
+                if current
+                    .as_ref()
+                    .is_some_and(|(b, _)| b.estimated_size() >= half)
+                {
+                    if let Some((builder, number)) = current.take() {
+                        outputs.push(self.finish_table(p, builder, number, plan.output_level)?);
+                    }
+                }
+            }
             if current.is_none() {
                 let number = self.next_file.fetch_add(1, Ordering::AcqRel);
                 let path = p.dir().path().join(table_file_name(number));
@@ -836,6 +975,67 @@ mod tests {
         let mut moved = [0; NUM_LEVELS];
         moved[4] = 1000 * MB;
         assert_eq!(targets(&moved, &tuning()).0, 5);
+    }
+
+    #[test]
+    fn the_table_overlapping_least_for_its_size_is_picked() {
+        let next: Vec<(&[u8], &[u8], u64)> = vec![
+            (b"a", b"c", 100),
+            (b"d", b"f", 10),
+            (b"g", b"i", 100),
+            (b"p", b"r", 50),
+        ];
+        let pick = |candidates: &[(&'static [u8], &'static [u8], u64)], start: usize| {
+            least_overlap(candidates.iter().copied(), &next, start)
+        };
+        // Overlaps 200 (a..h), 10 (e), 0 (j..o), 150 (b..q) bytes.
+        let run: [(&[u8], &[u8], u64); 4] = [
+            (b"a", b"h", 64),
+            (b"e", b"e", 64),
+            (b"j", b"o", 64),
+            (b"q", b"z", 64),
+        ];
+        assert_eq!(pick(&run, 0), Some(2), "no overlap wins");
+        // Without it: 10 bytes for 64 beats 50 for 64.
+        assert_eq!(pick(&[run[0], run[1], run[3]], 0), Some(1));
+        // For its size: 200 bytes under a 1000-byte table (0.2) beats 10
+        // under a 20-byte one (0.5).
+        let sized: [(&[u8], &[u8], u64); 2] = [(b"a", b"h", 1000), (b"e", b"e", 20)];
+        assert_eq!(pick(&sized, 0), Some(0));
+        // Boundaries: a table ending where a next-level table starts, or
+        // starting where one ends, overlaps it (else each would tie with
+        // the table overlapping nothing, and win as the first).
+        assert_eq!(pick(&[(b"j", b"p", 1), (b"s", b"z", 1)], 0), Some(1));
+        assert_eq!(pick(&[(b"c", b"c", 1), (b"s", b"z", 1)], 0), Some(1));
+        // Ties go round robin from `start`.
+        let ties: [(&[u8], &[u8], u64); 3] = [(b"j", b"k", 8), (b"l", b"m", 8), (b"s", b"t", 8)];
+        assert_eq!(pick(&ties, 0), Some(0));
+        assert_eq!(pick(&ties, 1), Some(1));
+        assert_eq!(pick(&ties, 2), Some(2));
+        assert_eq!(pick(&ties, 3), Some(0), "start past the end wraps");
+        assert_eq!(pick(&[], 0), None);
+        // An empty next level: every ratio is 0, round robin.
+        assert_eq!(least_overlap(run.iter().copied(), &[], 3), Some(3));
+    }
+
+    #[test]
+    fn boundaries_are_crossed_once_past_a_table_end() {
+        let mut b = Boundaries {
+            ends: vec![
+                Bytes::from_static(b"c"),
+                Bytes::from_static(b"f"),
+                Bytes::from_static(b"g"),
+            ],
+            passed: 0,
+        };
+        assert!(!b.crossed(b"a"));
+        assert!(!b.crossed(b"c"), "the table's own largest key");
+        assert!(b.crossed(b"d"));
+        assert!(!b.crossed(b"e"));
+        assert!(b.crossed(b"h"), "past two ends at once");
+        assert!(!b.crossed(b"z"), "past the last");
+        let mut none = Boundaries::default();
+        assert!(!none.crossed(b"a"));
     }
 
     #[test]
