@@ -319,7 +319,9 @@ impl PartitionState {
     /// [`insert`](Self::insert). A batch that would carry the active
     /// memtable past `memtable_size` goes in one version at a time, in
     /// sequence order, so that the memtable rotates where it fills (no
-    /// memtable grows past its size by more than one entry) and no version
+    /// memtable grows past its size by more than about one entry: a batch
+    /// is planned at [`ENTRY_OVERHEAD`](crate::memtable::ENTRY_OVERHEAD) per
+    /// entry, its nodes are charged their exact size) and no version
     /// lands in an older memtable than an older version of its key.
     pub fn insert_sorted(
         &self,
