@@ -511,16 +511,21 @@ impl Inner {
                 q.pending.values().cloned().collect()
             };
             let tuning = self.tuning();
-            let mut best: Option<(f64, Arc<PartitionState>)> = None;
+            let mut best: Option<(f64, Arc<PartitionState>, u64)> = None;
             let mut idle = Vec::new();
             for (p, generation) in candidates {
-                let score = if p.is_dropped() {
+                // Gone includes a drop whose manifest edit is applied but
+                // failed to sync (the partition is not marked dropped): its
+                // compactions would be refused forever.
+                let score = if self.partition_gone(&p) {
                     None
                 } else {
                     score(&p.levels().levels, &tuning).map(|due| due.score)
                 };
                 match score {
-                    Some(s) if best.as_ref().is_none_or(|(b, _)| s > *b) => best = Some((s, p)),
+                    Some(s) if best.as_ref().is_none_or(|(b, _, _)| s > *b) => {
+                        best = Some((s, p, generation));
+                    }
                     Some(_) => {}
                     None => idle.push((p.id(), generation)),
                 }
@@ -535,7 +540,9 @@ impl Inner {
                 q.running = best.is_some();
                 self.compaction_wake.notify_all();
             }
-            let Some((_, p)) = best else { continue };
+            let Some((_, p, generation)) = best else {
+                continue;
+            };
             // A partition dropped meanwhile (its directory may be gone) is
             // no compaction failure.
             let result = match self.compact_step(&p) {
@@ -549,6 +556,13 @@ impl Inner {
             drop(p);
             let mut q = lock(&self.compaction);
             q.running = false;
+            if matches!(result, Ok(false))
+                && q.pending.get(&id).is_some_and(|(_, g)| *g == generation)
+            {
+                // Nothing was due after all (the partition went meanwhile):
+                // idle until new work is scheduled, not a hot loop.
+                q.pending.remove(&id);
+            }
             if result.is_err() {
                 // Dropped from the queue: retried at the partition's next
                 // flush or when a writer stopped on its level 0 asks again,
@@ -973,6 +987,70 @@ mod tests {
         // looped forever while a step reported progress it did not make).
         assert!(matches!(inner.compact_step(&p), Ok(false)));
         db.compact_due().expect("compact_due");
+    }
+
+    /// Regression (found by the op_sequence fuzz target: a `wait_for_compactions`
+    /// that never returned): a partition whose drop is in the manifest's state
+    /// but not marked (the drop's fsync failed, or it is half done) stayed
+    /// pending; each pass picked it, its compaction was refused (or, now,
+    /// found nothing due), and the thread spun without ever going idle. Such
+    /// a partition is now idle.
+    #[test]
+    fn a_partition_gone_from_the_manifest_does_not_keep_the_thread_busy() {
+        let sim = SimFs::new();
+        let db = Db::open(
+            "/db",
+            Options {
+                fs: Arc::new(sim.clone()),
+                disable_auto_compactions: true,
+                l0_compaction_trigger: 2,
+                ..Options::default()
+            },
+        )
+        .expect("open");
+        db.create_partition("a").expect("create");
+        for i in 0..2u8 {
+            db.write(
+                [WriteOp {
+                    partition: "a",
+                    key: vec![7],
+                    value: Some(vec![i; 8]),
+                }],
+                Some(false),
+            )
+            .expect("write");
+            db.flush_partition("a").expect("flush");
+        }
+        let inner = db.inner().clone();
+        let p = inner
+            .partitions_snapshot()
+            .into_iter()
+            .find(|p| p.name() == "a")
+            .expect("partition a");
+        assert!(score(&p.levels().levels, &inner.tuning()).is_some(), "due");
+        inner
+            .manifest
+            .log(&VersionEdit::one(Change::DropPartition { id: p.id() }))
+            .expect("log the drop");
+        assert!(!p.is_dropped());
+        // What scheduling does (auto compactions are off, so that nothing
+        // ran before the drop).
+        {
+            let mut q = lock(&inner.compaction);
+            q.generation += 1;
+            let generation = q.generation;
+            q.pending.insert(p.id(), (p.clone(), generation));
+            inner.compaction_wake.notify_all();
+        }
+        drop(p);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            inner.wait_for_compactions();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("wait_for_compactions returns");
+        waiter.join().expect("waiter");
     }
 
     const MB: u64 = 1 << 20;
