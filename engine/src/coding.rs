@@ -116,12 +116,34 @@ impl KeyBuf {
 }
 
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    let n = encode_varint(&mut buf, v);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// The longest unsigned LEB128 varint of a `u64`.
+pub const MAX_VARINT_LEN: usize = 10;
+
+/// Bytes of `v` as an unsigned LEB128 varint: one per 7 bits, at least one.
+pub const fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes `v` as an unsigned LEB128 varint at the start of `out`; returns
+/// the bytes written ([`varint_len`]`(v)`).
+///
+/// # Panics
+/// If `out` is shorter than that.
+pub fn encode_varint(out: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out[n] = (v as u8) | 0x80;
+        n += 1;
         v >>= 7;
     }
-    out.push(v as u8);
+    out[n] = v as u8;
+    n + 1
 }
 
 /// A cursor over bytes from disk: every read checks bounds and returns an

@@ -61,6 +61,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
+use crate::coding::{encode_varint, varint_len};
 use crate::merge::Entry;
 
 /// A sequence number. Every write operation has its own; larger is newer.
@@ -313,37 +314,12 @@ unsafe fn node_height(node: *const u8) -> usize {
     usize::from(unsafe { node.add(HEIGHT_AT).read() })
 }
 
-/// Bytes of `v` as a LEB128 varint.
-#[inline]
-const fn varint_len(v: u64) -> usize {
-    // 1 byte per 7 bits, at least one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// Writes `v` as a LEB128 varint at `at`; returns the address after it.
+/// Reads a LEB128 varint that an insert wrote at `at`
+/// ([`encode_varint`]); returns it and the address after it.
 ///
 /// # Safety
-/// `at` is valid for writes of [`varint_len`]`(v)` bytes.
-#[inline]
-unsafe fn write_varint(mut at: *mut u8, mut v: u64) -> *mut u8 {
-    // SAFETY: one byte per 7 bits of `v`, as `varint_len` counts.
-    unsafe {
-        while v >= 0x80 {
-            at.write(v as u8 | 0x80);
-            at = at.add(1);
-            v >>= 7;
-        }
-        at.write(v as u8);
-        at.add(1)
-    }
-}
-
-/// Reads a LEB128 varint that [`write_varint`] wrote at `at`; returns it
-/// and the address after it.
-///
-/// # Safety
-/// `at` points to a varint written by [`write_varint`] (the memtable's own
-/// bytes, never read from disk).
+/// `at` points to a varint an insert wrote (the memtable's own bytes, never
+/// read from disk).
 #[inline]
 unsafe fn read_varint(at: *const u8) -> (u64, *const u8) {
     // SAFETY: the varint's bytes are readable, up to the one without the
@@ -666,16 +642,19 @@ impl Memtable {
         // alone: no reader can reach them before the publishing stores
         // below. The sequence number is 8-byte aligned; the height fits its
         // byte (`height <= MAX_HEIGHT < 256`); the varints, key and value
-        // are the `body` bytes counted above.
+        // are the `body` bytes counted above, written through a slice of
+        // exactly those bytes.
         let node = unsafe {
             let node = mem.add(tower);
             node.cast::<u64>().write(seq);
             node.add(HEIGHT_AT).write(height as u8);
-            let key_at = write_varint(node.add(KEY_LEN_AT), key.len() as u64);
-            ptr::copy_nonoverlapping(key.as_ptr(), key_at, key.len());
-            let value_at = write_varint(key_at.add(key.len()), tag);
+            let fields = std::slice::from_raw_parts_mut(node.add(KEY_LEN_AT), body - KEY_LEN_AT);
+            let mut at = encode_varint(fields, key.len() as u64);
+            fields[at..at + key.len()].copy_from_slice(key);
+            at += key.len();
+            at += encode_varint(&mut fields[at..], tag);
             if let Some(v) = value {
-                ptr::copy_nonoverlapping(v.as_ptr(), value_at, v.len());
+                fields[at..].copy_from_slice(v);
             }
             for (level, pred) in preds.iter().enumerate().take(height) {
                 // The new node's successor: the old node's (replacing it) or
