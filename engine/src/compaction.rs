@@ -232,12 +232,18 @@ fn compensated(levels: &Levels, bytes: &[u64; NUM_LEVELS], average: u64) -> [u64
         return *bytes;
     }
     std::array::from_fn(|l| {
-        let bonus: u64 = levels[l]
+        levels[l]
             .iter()
-            .map(|f| excess(f.counts()).saturating_mul(average))
-            .fold(0, u64::saturating_add);
-        bytes[l].saturating_add(bonus)
+            .map(|f| compensated_size(f, average))
+            .fold(0, u64::saturating_add)
     })
+}
+
+/// A table's size plus `average` bytes per tombstone in excess: what
+/// [`compensated`] counts for it.
+fn compensated_size(f: &TableFile, average: u64) -> u64 {
+    f.size()
+        .saturating_add(excess(f.counts()).saturating_mul(average))
 }
 
 /// Tombstones of a table beyond its live entries.
@@ -282,12 +288,9 @@ fn pick_table(
         .iter()
         .map(|f| (f.smallest(), f.largest(), f.size()))
         .collect();
-    let candidates = run.iter().map(|f| {
-        let size = f
-            .size()
-            .saturating_add(excess(f.counts()).saturating_mul(average));
-        (f.smallest(), f.largest(), size)
-    });
+    let candidates = run
+        .iter()
+        .map(|f| (f.smallest(), f.largest(), compensated_size(f, average)));
     least_overlap(candidates, &ranges, start)
 }
 
@@ -931,9 +934,10 @@ mod tests {
     /// between reported an error, which stopped writers of other
     /// partitions took as the compaction thread's failure. It is now no
     /// error, and its outputs are deleted.
-    #[test]
-    fn a_compaction_refused_by_a_concurrent_drop_is_no_error() {
-        let sim = SimFs::new();
+    /// A database (auto compactions off) whose partition `a` holds two
+    /// level-0 tables of the same key — a compaction is due, and it is no
+    /// trivial move — and that partition.
+    fn two_overlapping_tables(sim: &SimFs) -> (Db, Arc<PartitionState>) {
         let db = Db::open(
             "/db",
             Options {
@@ -949,7 +953,6 @@ mod tests {
             db.write(
                 [WriteOp {
                     partition: "a",
-                    // The same key: the tables overlap (no trivial move).
                     key: vec![7],
                     value: Some(vec![i; 8]),
                 }],
@@ -958,12 +961,20 @@ mod tests {
             .expect("write");
             db.flush_partition("a").expect("flush");
         }
-        let inner = db.inner();
-        let p = inner
+        let p = db
+            .inner()
             .partitions_snapshot()
             .into_iter()
             .find(|p| p.name() == "a")
             .expect("partition a");
+        (db, p)
+    }
+
+    #[test]
+    fn a_compaction_refused_by_a_concurrent_drop_is_no_error() {
+        let sim = SimFs::new();
+        let (db, p) = two_overlapping_tables(&sim);
+        let inner = db.inner();
         let dir = p.dir().path().to_path_buf();
         let tables = |sim: &SimFs| sim.read_dir(&dir).expect("read_dir").len();
         assert_eq!(tables(&sim), 2);
@@ -998,35 +1009,8 @@ mod tests {
     #[test]
     fn a_partition_gone_from_the_manifest_does_not_keep_the_thread_busy() {
         let sim = SimFs::new();
-        let db = Db::open(
-            "/db",
-            Options {
-                fs: Arc::new(sim.clone()),
-                disable_auto_compactions: true,
-                l0_compaction_trigger: 2,
-                ..Options::default()
-            },
-        )
-        .expect("open");
-        db.create_partition("a").expect("create");
-        for i in 0..2u8 {
-            db.write(
-                [WriteOp {
-                    partition: "a",
-                    key: vec![7],
-                    value: Some(vec![i; 8]),
-                }],
-                Some(false),
-            )
-            .expect("write");
-            db.flush_partition("a").expect("flush");
-        }
+        let (db, p) = two_overlapping_tables(&sim);
         let inner = db.inner().clone();
-        let p = inner
-            .partitions_snapshot()
-            .into_iter()
-            .find(|p| p.name() == "a")
-            .expect("partition a");
         assert!(score(&p.levels().levels, &inner.tuning()).is_some(), "due");
         inner
             .manifest

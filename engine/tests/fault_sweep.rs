@@ -932,6 +932,19 @@ fn regression_failed_rollover_keeps_the_flushed_table() {
     }
 }
 
+/// Puts `key(k)` = ten bytes of `k` into partition `a` (no sync).
+fn write_k(db: &Db, k: u8) {
+    db.write(
+        [WriteOp {
+            partition: "a",
+            key: key(k),
+            value: Some(vec![k; 10]),
+        }],
+        Some(false),
+    )
+    .expect("write");
+}
+
 /// The live manifest file (from `CURRENT`; not a file operation).
 fn live_manifest(sim: &SimFs) -> PathBuf {
     let current = sim
@@ -955,24 +968,13 @@ fn regression_failed_manifest_sync_keeps_new_tables() {
             let sim = SimFs::new();
             let db = Db::open(DIR, options(&sim)).expect("open");
             db.create_partition("a").expect("create");
-            let write = |k: u8| {
-                db.write(
-                    [WriteOp {
-                        partition: "a",
-                        key: key(k),
-                        value: Some(vec![k; 10]),
-                    }],
-                    Some(false),
-                )
-                .expect("write")
-            };
-            write(1);
+            write_k(&db, 1);
             if compact {
                 db.flush_partition("a").expect("flush");
-                write(2);
+                write_k(&db, 2);
                 db.flush_partition("a").expect("flush");
             } else {
-                write(2);
+                write_k(&db, 2);
             }
             sim.inject(Fault::on(OpKind::Sync, FaultError::EIO).on_path(live_manifest(&sim)));
             let r = if compact {
@@ -1020,15 +1022,7 @@ fn regression_failed_trivial_move_is_not_retried_forever() {
             let db = Db::open(DIR, opts()).expect("open");
             db.create_partition("a").expect("create");
             for k in 1..=tables {
-                db.write(
-                    [WriteOp {
-                        partition: "a",
-                        key: key(k),
-                        value: Some(vec![k; 10]),
-                    }],
-                    Some(false),
-                )
-                .expect("write");
+                write_k(&db, k);
                 db.flush_partition("a").expect("flush");
             }
             sim.inject(Fault::on(OpKind::Sync, FaultError::EIO).on_path(live_manifest(&sim)));
