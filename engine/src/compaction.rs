@@ -50,9 +50,12 @@
 //! manifest edit that installs them (removing the inputs); a failure before
 //! the edit deletes them and changes nothing. A failed fsync of the edit
 //! keeps them (the edit may be durable; the manifest is poisoned, and the
-//! next open deletes them if it was not). A partition dropped meanwhile
-//! has its edit refused: nothing is installed. Flushes keep adding level-0
-//! tables during a compaction; they are newer than its inputs and stay.
+//! next open deletes them if it was not). From then on every compaction
+//! fails with `poisoned:` before it plans or writes anything: the
+//! manifest's state may be ahead of the versions. A partition dropped
+//! meanwhile has its edit refused: nothing is installed. Flushes keep
+//! adding level-0 tables during a compaction; they are newer than its
+//! inputs and stay.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -608,6 +611,10 @@ impl Inner {
         if self.partition_gone(p) {
             return Ok(false);
         }
+        // After a failed edit the manifest refuses every later one, and its
+        // state may be ahead of the versions: plan nothing on that state and
+        // write no outputs only to delete them.
+        self.manifest.ensure_writable()?;
         let tuning = self.tuning();
         let Some((_, plan)) = pick(&p.levels().levels, &tuning, &guard.cursors) else {
             return Ok(false);
@@ -629,6 +636,7 @@ impl Inner {
     /// I/O or corruption; the partition is unchanged.
     pub(crate) fn compact_all(&self, p: &Arc<PartitionState>) -> Result<()> {
         let _guard = p.lock_compaction();
+        self.manifest.ensure_writable()?;
         let version = p.levels();
         let inputs: Vec<(usize, Arc<TableFile>)> = version
             .levels

@@ -10,7 +10,8 @@
 //! A failed flush leaves no manifest edit; the memtable stays and the flush
 //! is retried on the next signal. (A failed fsync of the edit itself
 //! poisons the manifest and keeps the table: the edit may be durable, and
-//! if it is not, the next open deletes the file as an orphan.) After each
+//! if it is not, the next open deletes the file as an orphan; later flushes
+//! fail with `poisoned:` before they write anything.) After each
 //! flush, WAL files that no memtable needs any more are recorded
 //! (`LogNumber`) and deleted.
 //!
@@ -241,6 +242,8 @@ impl Inner {
     /// Flushes one memtable; `Ok(false)` if the partition was dropped
     /// meanwhile (nothing installed).
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<bool> {
+        // A table the manifest would refuse is not worth writing.
+        self.manifest.ensure_writable()?;
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
         let pdir = p.dir().path().to_path_buf();
         // Until its entry is synced, the partition directory may vanish in a

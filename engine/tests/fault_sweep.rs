@@ -1001,6 +1001,54 @@ fn regression_failed_manifest_sync_keeps_new_tables() {
     }
 }
 
+/// Once a manifest edit has failed, the manifest refuses every later one
+/// and its state may be ahead of the partitions' versions. Flushes and
+/// compactions then fail with `poisoned:` before they plan on that state or
+/// write a table they would have to delete (each earlier hang the fuzzer
+/// found was background work acting on such a state), and the stored data
+/// comes back on reopen.
+#[test]
+fn a_poisoned_manifest_stops_flushes_and_compactions_before_they_write() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, options(&sim)).expect("open");
+    db.create_partition("a").expect("create");
+    for k in 1..=2 {
+        write_k(&db, k);
+        db.flush_partition("a").expect("flush");
+    }
+    write_k(&db, 3);
+    sim.inject(Fault::on(OpKind::Sync, FaultError::EIO).on_path(live_manifest(&sim)));
+    let r = db.flush_partition("a");
+    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+    write_k(&db, 4);
+    let (creates, writes, syncs) = (
+        sim.op_count_of(OpKind::Create),
+        sim.op_count_of(OpKind::Write),
+        sim.op_count_of(OpKind::Sync),
+    );
+    let r = db.flush_partition("a");
+    assert!(is_poisoned(&r), "flush: {r:?}");
+    // Level 0 holds three tables with a trigger of 2: a compaction is due.
+    let r = db.compact_due();
+    assert!(is_poisoned(&r), "compact_due: {r:?}");
+    let r = db.compact("a");
+    assert!(is_poisoned(&r), "compact: {r:?}");
+    assert_eq!(sim.op_count_of(OpKind::Create), creates, "no file created");
+    assert_eq!(sim.op_count_of(OpKind::Write), writes, "nothing written");
+    assert_eq!(sim.op_count_of(OpKind::Sync), syncs, "nothing synced");
+    assert_eq!(sim.faults_fired(), 1);
+    drop(db);
+    let db = Db::open(DIR, options(&sim)).expect("reopen");
+    for k in 1..=4 {
+        assert_eq!(
+            db.get("a", &key(k)).expect("get"),
+            Some(vec![k; 10]),
+            "key {k}"
+        );
+    }
+    db.compact_due().expect("compact_due after reopen");
+}
+
 /// Regression (found by the op_sequence fuzz target,
 /// `fuzz/corpus/op_sequence/regression-multi-move-hang`): a trivial move
 /// whose manifest fsync failed left the manifest's state with the tables at
