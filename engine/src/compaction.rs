@@ -715,7 +715,8 @@ impl Inner {
         let files: Vec<Arc<TableFile>> = outputs
             .into_iter()
             .map(|(r, table)| {
-                self.tables.insert(r.file, Arc::new(table));
+                // Opened by its first read, as a flushed table.
+                drop(table);
                 let counts = EntryCounts::from(&r);
                 TableFile::new(
                     r.file,
@@ -864,7 +865,7 @@ impl Inner {
             }
             if level == 0 {
                 for f in run {
-                    sources.push(Box::new(f.source(None, false)?));
+                    sources.push(Box::new(f.compaction_source()?));
                 }
             } else {
                 sources.push(Box::new(LevelSource::new(run, None, false)));

@@ -309,7 +309,9 @@ impl Inner {
         );
         let size = table.file_size();
         let counts = EntryCounts::from(table.properties());
-        self.tables.insert(number, Arc::new(table));
+        // Not kept open: its index and filter come into memory with its
+        // first read (a write-only load holds none of them).
+        drop(table);
         let file = TableFile::new(
             number,
             p.dir().clone(),
@@ -358,8 +360,9 @@ impl Inner {
     }
 
     /// Finishes table `number` of `p` (for `level`): writes its metadata,
-    /// syncs it and its directory, and opens it. The file is removed if any
-    /// step fails.
+    /// syncs it and its directory, and opens it (reading back and checking
+    /// its metadata; the caller closes it). The file is removed if any step
+    /// fails.
     ///
     /// # Errors
     /// I/O errors; corruption reading back what was written.

@@ -235,6 +235,26 @@ impl TableFile {
         })
     }
 
+    /// An iterator source over the whole table for a compaction: blocks
+    /// read are not added to the block cache, and a table not open already
+    /// is opened without its bloom filter, for this scan only
+    /// ([`TableCache::get_for_scan`]).
+    ///
+    /// # Errors
+    /// I/O or corruption opening the table.
+    pub fn compaction_source(self: &Arc<Self>) -> Result<TableSource> {
+        let table = match self.pinned.get() {
+            Some(table) => table.clone(),
+            None => self
+                .cache
+                .get_for_scan(self.number, &self.path, self.size)?,
+        };
+        Ok(TableSource {
+            iter: table.iter_with(None, false),
+            _file: self.clone(),
+        })
+    }
+
     /// The smallest user key.
     pub fn smallest(&self) -> &[u8] {
         &self.smallest

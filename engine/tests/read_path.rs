@@ -120,6 +120,51 @@ fn open_table_files_stay_within_max_open_files() {
     check(&db, "p", &model);
 }
 
+/// Flushes and compactions check the tables they write by opening them, but
+/// keep none open: a table's index and filter come into memory with its
+/// first read (a write-only load holds none), and a compaction reads its
+/// inputs without loading their filters.
+#[test]
+fn written_tables_are_opened_by_their_first_read() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, sim_options(&sim)).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = BTreeMap::new();
+    for round in 0..3 {
+        for i in (round..300).step_by(3) {
+            put(&db, "p", key(i), value(i, round));
+            model.insert(key(i), value(i, round));
+        }
+        db.flush().expect("flush");
+    }
+    let held = |db: &Db| {
+        let s = db.stats();
+        (s.table_cache.open, s.block_cache.pinned)
+    };
+    assert_eq!(db.stats().tables, 3);
+    assert_eq!(held(&db), (0, 0), "flushes keep nothing open");
+    // One table open (by a read) and two not: the compaction reads all three.
+    assert_eq!(
+        db.get("p", &key(0)).expect("get").as_deref(),
+        Some(value(0, 0).as_slice())
+    );
+    let (open, pinned) = held(&db);
+    assert!(open == 1 && pinned > 0, "{open} {pinned}");
+    db.compact("p").expect("compact");
+    assert_eq!(db.stats().tables, 1);
+    assert_eq!(
+        held(&db),
+        (0, 0),
+        "the inputs are closed, the output not opened"
+    );
+    for (k, v) in &model {
+        assert_eq!(db.get("p", k).expect("get").as_deref(), Some(v.as_slice()));
+    }
+    let (open, pinned) = held(&db);
+    assert!(open == 1 && pinned > 0, "{open} {pinned}");
+    check(&db, "p", &model);
+}
+
 #[test]
 fn repeated_reads_hit_the_block_cache() {
     let sim = SimFs::new();

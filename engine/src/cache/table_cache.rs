@@ -2,11 +2,14 @@
 //! number, at most `max_open_files` of them, least recently used closed
 //! first.
 //!
-//! A table is opened on first use (reads and iterators), not at database
-//! open. An iterator holds its own `Arc<Table>`: a table evicted while an
-//! iterator reads it stays open until that iterator is dropped, so the
-//! number of open table files can exceed the bound by the tables that live
-//! iterators pin.
+//! A table is opened on first use (reads and iterators), not at database open,
+//! nor when a flush or compaction writes it (they check the new file by opening
+//! it, then close it): a write-only load holds no table's index or filter. A
+//! compaction reads an input that is not open already without caching it or
+//! loading its filter ([`TableCache::get_for_scan`]). An iterator holds its own
+//! `Arc<Table>`: a table evicted while an iterator reads it stays open until
+//! that iterator is dropped, so the number of open table files can exceed the
+//! bound by the tables that live iterators pin.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,6 +131,10 @@ impl TableCache {
     /// # Errors
     /// I/O errors opening or reading; `Corruption` for a bad table.
     pub fn open_uncached(&self, number: u64, path: &Path, size: u64) -> Result<Table> {
+        self.open_with(number, path, size, false)
+    }
+
+    fn open_with(&self, number: u64, path: &Path, size: u64, skip_filter: bool) -> Result<Table> {
         let file = self.fs.open_read(path)?;
         self.opens.fetch_add(1, Ordering::Relaxed);
         Table::open_with(
@@ -137,8 +144,24 @@ impl TableCache {
             TableReadOptions {
                 block_cache: Some((Arc::clone(&self.block_cache), self.namespace, number)),
                 mmap: self.mmap,
+                skip_filter,
             },
         )
+    }
+
+    /// Table file `number` for one scan (a compaction's input): the open
+    /// table if it is cached, else opened without its bloom filter and not
+    /// cached — a compaction's inputs are deleted when it ends, and until
+    /// then their filters, which a scan does not use, need not be in memory.
+    ///
+    /// # Errors
+    /// As [`open_uncached`](Self::open_uncached).
+    pub fn get_for_scan(&self, number: u64, path: &Path, size: u64) -> Result<Arc<Table>> {
+        if let Some(t) = lock(&self.open).get(&number) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(t);
+        }
+        Ok(Arc::new(self.open_with(number, path, size, true)?))
     }
 
     /// The open table of file `number`, opening it if needed.
@@ -155,9 +178,9 @@ impl TableCache {
         Ok(table)
     }
 
-    /// Caches an open table (a freshly flushed one), closing the least
-    /// recently used beyond the bound.
-    pub fn insert(&self, number: u64, table: Arc<Table>) {
+    /// Caches an open table, closing the least recently used beyond the
+    /// bound.
+    fn insert(&self, number: u64, table: Arc<Table>) {
         let (replaced, evicted) = {
             let mut open = lock(&self.open);
             let replaced = open.remove(&number);

@@ -83,6 +83,10 @@ pub struct TableReadOptions {
     /// A table file changed by anything but the engine while mapped may
     /// crash the process (SIGBUS) — the engine never changes a table file.
     pub mmap: bool,
+    /// Leave the bloom filter on disk (neither read nor checked): for a
+    /// table opened for one scan, such as a compaction's input. Point
+    /// lookups then search every table whose key range holds the key.
+    pub skip_filter: bool,
 }
 
 /// Reads `buf.len()` bytes at `offset`; a file that ends first is
@@ -168,13 +172,15 @@ impl Table {
             None => props_at,
         };
 
-        let mut meta = buffer(&path, data_end, footer_at - data_end)?;
-        read_exact(file.as_ref(), &path, &mut meta, data_end)?;
+        // The filter, when read, is the first metadata block.
+        let meta_at = if read.skip_filter { props_at } else { data_end };
+        let mut meta = buffer(&path, meta_at, footer_at - meta_at)?;
+        read_exact(file.as_ref(), &path, &mut meta, meta_at)?;
         let meta = Bytes::from(meta);
-        // A metadata block's verified contents; handles lie inside `meta`
-        // by the layout checks above.
+        // A metadata block's verified contents; handles of the blocks read
+        // lie inside `meta` by the layout checks above.
         let contents = |h: BlockHandle| -> Result<Bytes> {
-            let start = (h.offset - data_end) as usize;
+            let start = (h.offset - meta_at) as usize;
             let end = start + h.size as usize + BLOCK_TRAILER_LEN;
             let raw = meta
                 .get(start..end)
@@ -195,7 +201,7 @@ impl Table {
                 ),
             ));
         }
-        let filter = match footer.filter {
+        let filter = match footer.filter.filter(|_| !read.skip_filter) {
             Some(h) => {
                 let f = BloomFilter::decode(&contents(h)?).map_err(|e| e.at(&path, h.offset))?;
                 if f.size() as u64 > max_filter_len(properties.entry_count) {

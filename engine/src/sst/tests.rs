@@ -810,3 +810,50 @@ fn the_table_iterator_is_a_source_and_streams() {
     // Ten entries of ~110 bytes: at most two 4 KiB blocks were read.
     assert!(file.reads.load(Ordering::SeqCst) - before <= 2);
 }
+
+/// A table opened for a scan (`skip_filter`) neither reads nor checks its
+/// filter: a damaged filter, which a normal open reports, goes unnoticed,
+/// nothing of it is held, and every read still answers right.
+#[test]
+fn a_table_opened_without_its_filter_reads_none_of_it() {
+    let mut model = Model::new();
+    for i in 0..1000u32 {
+        model.insert(
+            (format!("key{i:04}").into_bytes(), Reverse(1)),
+            Some(format!("value{i}").into_bytes()),
+        );
+    }
+    let (mut bytes, _) = build(&model, 0, &TableOptions::default());
+    let whole = open(&bytes).unwrap();
+    let fh = whole.footer().filter.expect("a filter");
+    bytes[fh.offset as usize + 3] ^= 0x10;
+    assert!(matches!(open(&bytes), Err(Error::Corruption { .. })));
+    let table = Arc::new(
+        Table::open_with(
+            ReadFile::new(bytes.clone()),
+            PathBuf::from("t"),
+            bytes.len() as u64,
+            TableReadOptions {
+                skip_filter: true,
+                ..TableReadOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    assert!(table.footer().filter.is_some());
+    assert_eq!(
+        whole.metadata_size() - table.metadata_size(),
+        fh.size as usize - 1,
+        "the filter's bits (its block less the tag byte) are not held"
+    );
+    let scanned: Vec<Entry> = table.iter_with(None, false).map(|e| e.unwrap()).collect();
+    assert_eq!(scanned, model_entries(&model, None));
+    for i in (0..1000u32).step_by(7) {
+        let key = format!("key{i:04}");
+        assert_eq!(
+            table.get(key.as_bytes(), 1).unwrap(),
+            Some(Value::Put(Bytes::from(format!("value{i}"))))
+        );
+        assert_eq!(table.get(format!("{key}x").as_bytes(), 1).unwrap(), None);
+    }
+}
