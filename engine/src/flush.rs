@@ -340,9 +340,7 @@ impl Inner {
         let file = self.fs.create(path)?;
         let mut builder =
             TableBuilder::new(file, path.to_path_buf(), p.id(), &self.table_options());
-        for e in memtable.iter(None) {
-            builder.add(&e.key, e.seq, &e.value)?;
-        }
+        memtable.for_each(|key, seq, value| builder.add_entry(key, seq, value))?;
         let (record, table) = self.finish_table(p, builder, number_of(path)?, 0)?;
         self.stats
             .flush_bytes

@@ -853,6 +853,33 @@ impl Memtable {
         self.max_seq.load(AtomicOrdering::Relaxed)
     }
 
+    /// Calls `f` with every entry (key, sequence number, value; `None` for
+    /// a tombstone) in internal-key order, borrowing them from the arena:
+    /// nothing is copied or allocated. For a flush, which reads a table no
+    /// one inserts into any more; entries inserted concurrently may or may
+    /// not be visited. Stops at the first error `f` returns.
+    ///
+    /// # Errors
+    /// The first error of `f`.
+    pub fn for_each<E>(
+        &self,
+        mut f: impl FnMut(&[u8], SeqNo, Option<&[u8]>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // SAFETY: level 0 is in the head's tower; `Acquire` as in `seek`.
+        let mut node = unsafe { link(self.head(), 0) }.load(AtomicOrdering::Acquire);
+        while !node.is_null() {
+            // SAFETY: `node` was loaded (with `Acquire`) from a link of this
+            // table, which `&self` keeps alive for the whole walk: a
+            // published node, whose key and value are never written again
+            // and whose level-0 link exists. The borrows end with `f`'s call.
+            unsafe {
+                f(node_key(node), node_seq(node), node_value(node))?;
+                node = link(node, 0).load(AtomicOrdering::Acquire);
+            }
+        }
+        Ok(())
+    }
+
     /// A streaming iterator over every version of every key `>= start`
     /// (all keys if `None`), in internal-key order. It holds the table alive.
     #[must_use]
@@ -988,10 +1015,43 @@ mod tests {
         Some(Value::Put(Bytes::copy_from_slice(v)))
     }
 
+    /// Every entry from `start`, through the iterator; from the start, the
+    /// borrowing walk ([`Memtable::for_each`]) must visit the same.
     fn all(t: &Arc<Memtable>, start: Option<&[u8]>) -> Vec<(Vec<u8>, SeqNo, Value)> {
-        t.iter(start)
+        let entries: Vec<_> = t
+            .iter(start)
             .map(|e| (e.key.to_vec(), e.seq, e.value))
-            .collect()
+            .collect();
+        if start.is_none() {
+            let mut walked = Vec::new();
+            t.for_each(|key, seq, value| {
+                let value = value.map_or(Value::Delete, |v| Value::Put(Bytes::copy_from_slice(v)));
+                walked.push((key.to_vec(), seq, value));
+                Ok::<_, ()>(())
+            })
+            .expect("no error");
+            assert_eq!(walked, entries, "for_each and iter differ");
+        }
+        entries
+    }
+
+    #[test]
+    fn for_each_stops_at_the_first_error() {
+        let t = Memtable::new();
+        for k in 0..10u8 {
+            t.insert(&[k], 1, Some(&[k]));
+        }
+        let mut seen = Vec::new();
+        let r = t.for_each(|key, _, _| {
+            seen.push(key[0]);
+            if key[0] == 3 {
+                Err(key[0])
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err(3));
+        assert_eq!(seen, [0, 1, 2, 3]);
     }
 
     #[test]

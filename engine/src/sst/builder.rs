@@ -16,7 +16,7 @@ use super::bloom::BloomBuilder;
 use super::footer::{Footer, FORMAT_VERSION};
 use super::handle::{write_trailer, BlockHandle};
 use super::index::IndexBuilder;
-use super::internal_key::{encode_internal_key, InternalKey, ValueKind, MAX_SEQ};
+use super::internal_key::{encode_internal_key, InternalKey, ValueKind, MAX_SEQ, TRAILER_LEN};
 use super::properties::TableProperties;
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
@@ -115,10 +115,12 @@ pub struct TableBuilder {
     block: BlockBuilder,
     index: IndexBuilder,
     bloom: Option<BloomBuilder>,
-    /// The last entry's encoded internal key (kept for the index).
+    /// The last entry's encoded internal key (kept for the index, and for
+    /// the order check: its user key is all but the trailer).
     last_key: Vec<u8>,
     first: Option<InternalKey>,
-    last: Option<(Bytes, SeqNo, ValueKind)>,
+    /// The last entry's sequence number and kind.
+    last: Option<(SeqNo, ValueKind)>,
     totals: Totals,
     failed: bool,
 }
@@ -176,22 +178,44 @@ impl TableBuilder {
     /// any error the builder is unusable.
     pub fn add(&mut self, user_key: &[u8], seq: SeqNo, value: &Value) -> Result<()> {
         self.check_usable()?;
-        let r = self.add_inner(user_key, seq, value);
+        let value_bytes: &[u8] = match value {
+            Value::Put(v) => v,
+            Value::Delete => &[],
+        };
+        let r = self.add_inner(user_key, seq, ValueKind::of(value), value_bytes);
         self.failed = r.is_err();
         r
     }
 
-    fn add_inner(&mut self, user_key: &[u8], seq: SeqNo, value: &Value) -> Result<()> {
+    /// [`add`](Self::add) with a borrowed value (`None`: a tombstone), so a
+    /// caller holding the bytes elsewhere (a memtable) copies them once.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn add_entry(&mut self, user_key: &[u8], seq: SeqNo, value: Option<&[u8]>) -> Result<()> {
+        self.check_usable()?;
+        let kind = match value {
+            Some(_) => ValueKind::Put,
+            None => ValueKind::Delete,
+        };
+        let r = self.add_inner(user_key, seq, kind, value.unwrap_or_default());
+        self.failed = r.is_err();
+        r
+    }
+
+    fn add_inner(
+        &mut self,
+        user_key: &[u8],
+        seq: SeqNo,
+        kind: ValueKind,
+        value_bytes: &[u8],
+    ) -> Result<()> {
         if seq > MAX_SEQ {
             return Err(invalid(
                 &self.path,
                 format!("sequence number {seq} exceeds 2^56 - 1"),
             ));
         }
-        let value_bytes: &[u8] = match value {
-            Value::Put(v) => v,
-            Value::Delete => &[],
-        };
         if user_key.len().saturating_add(value_bytes.len()) > MAX_ENTRY_LEN {
             return Err(invalid(
                 &self.path,
@@ -202,30 +226,28 @@ impl TableBuilder {
                 ),
             ));
         }
-        let new_user_key = match &self.last {
+        let new_user_key = match self.last {
             None => true,
-            Some((last_key, last_seq, _)) => match last_key.as_ref().cmp(user_key) {
-                Ordering::Less => true,
-                Ordering::Equal if seq < *last_seq => false,
-                _ => {
-                    return Err(invalid(
-                        &self.path,
-                        format!(
+            Some((last_seq, _)) => {
+                let last_key = &self.last_key[..self.last_key.len() - TRAILER_LEN];
+                match last_key.cmp(user_key) {
+                    Ordering::Less => true,
+                    Ordering::Equal if seq < last_seq => false,
+                    _ => {
+                        return Err(invalid(
+                            &self.path,
+                            format!(
                             "entry {user_key:?}@{seq} does not sort after {last_key:?}@{last_seq}"
                         ),
-                    ))
+                        ))
+                    }
                 }
-            },
+            }
         };
-        let kind = ValueKind::of(value);
         self.last_key.clear();
         encode_internal_key(&mut self.last_key, user_key, seq, kind);
         self.block.add(&self.last_key, value_bytes);
 
-        let key = match (&self.last, new_user_key) {
-            (Some((k, _, _)), false) => k.clone(),
-            _ => Bytes::copy_from_slice(user_key),
-        };
         if new_user_key {
             if let Some(b) = &mut self.bloom {
                 b.add_key(user_key);
@@ -244,12 +266,12 @@ impl TableBuilder {
         t.max_seq = t.max_seq.max(seq);
         if self.first.is_none() {
             self.first = Some(InternalKey {
-                user_key: key.clone(),
+                user_key: Bytes::copy_from_slice(user_key),
                 seq,
                 kind,
             });
         }
-        self.last = Some((key, seq, kind));
+        self.last = Some((seq, kind));
 
         if self.block.size_estimate() >= self.opts.block_size {
             self.flush_data_block()?;
@@ -280,14 +302,14 @@ impl TableBuilder {
     /// delete the file instead), an earlier error, or an I/O error.
     pub fn finish(mut self) -> Result<(TableMeta, Box<dyn WritableFile>)> {
         self.check_usable()?;
-        let (Some(first), Some((last_key, last_seq, last_kind))) =
-            (self.first.take(), self.last.take())
+        let (Some(first), Some((last_seq, last_kind))) = (self.first.take(), self.last.take())
         else {
             return Err(invalid(
                 &self.path,
                 "a table needs at least one entry".into(),
             ));
         };
+        let last_key = Bytes::copy_from_slice(&self.last_key[..self.last_key.len() - TRAILER_LEN]);
         if !self.block.is_empty() {
             self.flush_data_block()?;
         }

@@ -125,19 +125,32 @@ fn value_of(v: &Option<Vec<u8>>) -> Value {
     }
 }
 
+/// Builds `model` into a table through [`TableBuilder::add`], and again
+/// through [`TableBuilder::add_entry`], which must write the same bytes.
 fn build(model: &Model, partition: u64, opts: &TableOptions) -> (Vec<u8>, TableMeta) {
-    let file = MemFile::default();
-    let mut b = TableBuilder::new(
-        Box::new(file.clone()),
-        PathBuf::from("test.sst"),
-        partition,
-        opts,
-    );
-    for ((k, Reverse(seq)), v) in model {
-        b.add(k, *seq, &value_of(v)).unwrap();
-    }
-    let (meta, _file) = b.finish().unwrap();
-    (file.contents(), meta)
+    let built = |borrowed: bool| {
+        let file = MemFile::default();
+        let mut b = TableBuilder::new(
+            Box::new(file.clone()),
+            PathBuf::from("test.sst"),
+            partition,
+            opts,
+        );
+        for ((k, Reverse(seq)), v) in model {
+            if borrowed {
+                b.add_entry(k, *seq, v.as_deref()).unwrap();
+            } else {
+                b.add(k, *seq, &value_of(v)).unwrap();
+            }
+        }
+        let (meta, _file) = b.finish().unwrap();
+        (file.contents(), meta)
+    };
+    let (bytes, meta) = built(false);
+    let (again, meta_again) = built(true);
+    assert!(bytes == again, "add_entry wrote other bytes than add");
+    assert_eq!(meta, meta_again);
+    (bytes, meta)
 }
 
 fn open(bytes: &[u8]) -> crate::error::Result<Arc<Table>> {
