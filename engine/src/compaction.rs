@@ -70,7 +70,7 @@ use crate::manifest::{Change, TableRecord, VersionEdit};
 use crate::memtable::Value;
 use crate::merge::{MergeIter, Source};
 use crate::partition::{LevelSource, PartitionState, NUM_LEVELS};
-use crate::sst::{Table, TableBuilder};
+use crate::sst::TableBuilder;
 use crate::table_file::{table_file_name, EntryCounts, TableFile};
 
 /// The deepest level.
@@ -684,16 +684,16 @@ impl Inner {
                 file: f.number(),
             })
             .collect();
-        let max_file = outputs.iter().map(|(r, _)| r.file).max();
+        let max_file = outputs.iter().map(|r| r.file).max();
         if let Some(n) = max_file {
             changes.insert(0, Change::NextFileNumber(n + 1));
         }
-        changes.extend(outputs.iter().map(|(r, _)| Change::AddTable(r.clone())));
+        changes.extend(outputs.iter().map(|r| Change::AddTable(r.clone())));
         let position = match self.manifest.append_with(|_| VersionEdit { changes }) {
             Ok((position, _)) => position,
             Err(e) => {
                 // Refused or not appended: nothing refers to the outputs.
-                self.remove_tables(p, outputs.iter().map(|(r, _)| r.file));
+                self.remove_tables(p, outputs.iter().map(|r| r.file));
                 return if self.partition_gone(p) {
                     Ok(())
                 } else {
@@ -711,21 +711,10 @@ impl Inner {
                 Err(e)
             };
         }
-        let written: u64 = outputs.iter().map(|(r, _)| r.size).sum();
+        let written: u64 = outputs.iter().map(|r| r.size).sum();
         let files: Vec<Arc<TableFile>> = outputs
-            .into_iter()
-            .map(|(r, table)| {
-                // Opened by its first read, as a flushed table.
-                drop(table);
-                let counts = EntryCounts::from(&r);
-                TableFile::new(
-                    r.file,
-                    p.dir().clone(),
-                    (r.size, counts),
-                    (r.smallest.into(), r.largest.into()),
-                    self.tables.clone(),
-                )
-            })
+            .iter()
+            .map(|r| TableFile::from_record(r, p.dir().clone(), self.tables.clone()))
             .collect();
         let removed: Vec<(usize, u64)> =
             plan.inputs.iter().map(|(l, f)| (*l, f.number())).collect();
@@ -818,12 +807,8 @@ impl Inner {
     /// Merges the inputs into new tables cut at the target file size, and
     /// where the key passes the end of a table of the level below the
     /// output once a table holds half the target.
-    fn write_outputs(
-        &self,
-        p: &Arc<PartitionState>,
-        plan: &Plan,
-    ) -> Result<Vec<(TableRecord, Table)>> {
-        let mut outputs: Vec<(TableRecord, Table)> = Vec::new();
+    fn write_outputs(&self, p: &Arc<PartitionState>, plan: &Plan) -> Result<Vec<TableRecord>> {
+        let mut outputs: Vec<TableRecord> = Vec::new();
         let mut created: Vec<u64> = Vec::new();
         match self.write_outputs_into(p, plan, &mut outputs, &mut created) {
             Ok(()) => Ok(outputs),
@@ -848,7 +833,7 @@ impl Inner {
         &self,
         p: &Arc<PartitionState>,
         plan: &Plan,
-        outputs: &mut Vec<(TableRecord, Table)>,
+        outputs: &mut Vec<TableRecord>,
         created: &mut Vec<u64>,
     ) -> Result<()> {
         // Sources newest first: level 0 (newest first), then each level.

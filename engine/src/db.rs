@@ -23,9 +23,7 @@ use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
 use crate::recovery;
 use crate::stall::{Stall, Stalled};
-use crate::table_file::{
-    parse_table_file_name, table_file_name, EntryCounts, PartitionDir, TableFile,
-};
+use crate::table_file::{parse_table_file_name, table_file_name, PartitionDir, TableFile};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name, WalWriter};
 use crate::write_buffer::{MemoryUsage, WalSpace};
 
@@ -321,13 +319,7 @@ impl Db {
                 }
                 p.push_table(
                     usize::from(level),
-                    TableFile::new(
-                        t.file,
-                        pdir.clone(),
-                        (t.size, EntryCounts::from(t)),
-                        (t.smallest.clone().into(), t.largest.clone().into()),
-                        table_cache.clone(),
-                    ),
+                    TableFile::from_record(t, pdir.clone(), table_cache.clone()),
                 );
             }
             if let Err(reason) = p.check_levels() {

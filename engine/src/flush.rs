@@ -43,8 +43,8 @@ use crate::locks::lock;
 use crate::manifest::{Change, TableRecord, VersionEdit};
 use crate::memtable::Memtable;
 use crate::partition::PartitionState;
-use crate::sst::{Table, TableBuilder, TableOptions};
-use crate::table_file::{table_file_name, EntryCounts, TableFile};
+use crate::sst::{TableBuilder, TableOptions};
+use crate::table_file::{table_file_name, TableFile};
 use crate::wal::writer::wal_file_name;
 use crate::write_buffer::{budget_target, max_total_wal_size, over_budget, pick_largest};
 
@@ -259,7 +259,7 @@ impl Inner {
         }
         let path = pdir.join(table_file_name(number));
         let built = self.build_table(p, memtable, &path);
-        let (record, table) = match built {
+        let record = match built {
             Ok(t) => t,
             Err(e) => {
                 let _ = self.fs.remove_file(&path);
@@ -269,7 +269,7 @@ impl Inner {
         let edit = VersionEdit {
             changes: vec![
                 Change::NextFileNumber(number + 1),
-                Change::AddTable(record),
+                Change::AddTable(record.clone()),
                 Change::Flushed {
                     partition: p.id(),
                     seq: memtable.max_seq(),
@@ -301,24 +301,7 @@ impl Inner {
         // table stays (the manifest is poisoned now; if the edit did not
         // survive, the next open deletes the file as an orphan).
         self.manifest.commit(position)?;
-        // Copies: slices would keep the table's metadata buffer alive after
-        // the table cache closes it.
-        let keys = (
-            bytes::Bytes::copy_from_slice(&table.properties().smallest_key),
-            bytes::Bytes::copy_from_slice(&table.properties().largest_key),
-        );
-        let size = table.file_size();
-        let counts = EntryCounts::from(table.properties());
-        // Not kept open: its index and filter come into memory with its
-        // first read (a write-only load holds none of them).
-        drop(table);
-        let file = TableFile::new(
-            number,
-            p.dir().clone(),
-            (size, counts),
-            keys,
-            self.tables.clone(),
-        );
+        let file = TableFile::from_record(&record, p.dir().clone(), self.tables.clone());
         if p.is_dropped() {
             file.mark_obsolete();
         }
@@ -336,16 +319,16 @@ impl Inner {
         p: &PartitionState,
         memtable: &Arc<Memtable>,
         path: &std::path::Path,
-    ) -> Result<(TableRecord, Table)> {
+    ) -> Result<TableRecord> {
         let file = self.fs.create(path)?;
         let mut builder =
             TableBuilder::new(file, path.to_path_buf(), p.id(), &self.table_options());
         memtable.for_each(|key, seq, value| builder.add_entry(key, seq, value))?;
-        let (record, table) = self.finish_table(p, builder, number_of(path)?, 0)?;
+        let record = self.finish_table(p, builder, number_of(path)?, 0)?;
         self.stats
             .flush_bytes
             .fetch_add(record.size, Ordering::Relaxed);
-        Ok((record, table))
+        Ok(record)
     }
 
     /// Options of the tables the engine writes.
@@ -358,8 +341,10 @@ impl Inner {
     }
 
     /// Finishes table `number` of `p` (for `level`): writes its metadata,
-    /// syncs it and its directory, and opens it (reading back and checking
-    /// its metadata; the caller closes it). The file is removed if any step
+    /// syncs it and its directory, and reads back and checks its metadata
+    /// by opening it. The table is not kept open: its index and filter come
+    /// into memory with its first read (a write-only load holds none of
+    /// them). Returns its manifest record. The file is removed if any step
     /// fails.
     ///
     /// # Errors
@@ -370,7 +355,7 @@ impl Inner {
         builder: TableBuilder,
         number: u64,
         level: usize,
-    ) -> Result<(TableRecord, Table)> {
+    ) -> Result<TableRecord> {
         let path = p.dir().path().join(table_file_name(number));
         let result = (|| {
             let (meta, mut file) = builder.finish()?;
@@ -390,8 +375,8 @@ impl Inner {
                 entries: props.entry_count,
                 tombstones: props.tombstone_count,
             };
-            let table = self.tables.open_uncached(number, &path, meta.file_size)?;
-            Ok((record, table))
+            self.tables.open_uncached(number, &path, meta.file_size)?;
+            Ok(record)
         })();
         if result.is_err() {
             let _ = self.fs.remove_file(&path);

@@ -109,15 +109,6 @@ impl From<&crate::manifest::TableRecord> for EntryCounts {
     }
 }
 
-impl From<&crate::sst::TableProperties> for EntryCounts {
-    fn from(p: &crate::sst::TableProperties) -> Self {
-        EntryCounts {
-            entries: p.entry_count,
-            tombstones: p.tombstone_count,
-        }
-    }
-}
-
 /// A table file of a partition, shared by the partition's level lists and
 /// by iterators. The table itself is opened on demand through the
 /// [`TableCache`] (at most `max_open_files` open). When marked obsolete
@@ -172,6 +163,24 @@ impl TableFile {
         });
         file.cache.track(&file);
         file
+    }
+
+    /// The table file that manifest record `r` lists, in `dir`.
+    pub fn from_record(
+        r: &crate::manifest::TableRecord,
+        dir: Arc<PartitionDir>,
+        cache: Arc<TableCache>,
+    ) -> Arc<Self> {
+        TableFile::new(
+            r.file,
+            dir,
+            (r.size, EntryCounts::from(r)),
+            (
+                Bytes::copy_from_slice(&r.smallest),
+                Bytes::copy_from_slice(&r.largest),
+            ),
+            cache,
+        )
     }
 
     /// The open table (the pinned one, else from the table cache, opening
