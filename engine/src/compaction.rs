@@ -850,7 +850,7 @@ impl Inner {
             }
             if level == 0 {
                 for f in run {
-                    sources.push(Box::new(f.compaction_source()?));
+                    sources.push(Box::new(f.source(None, false)?));
                 }
             } else {
                 sources.push(Box::new(LevelSource::new(run, None, false)));

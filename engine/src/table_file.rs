@@ -232,34 +232,23 @@ impl TableFile {
     }
 
     /// An iterator source from `start`, keeping the file alive. With
-    /// `fill_cache` false (compaction), blocks read are not added to the
-    /// block cache.
-    ///
-    /// # Errors
-    /// I/O or corruption opening the table.
-    pub fn source(self: &Arc<Self>, start: Option<&[u8]>, fill_cache: bool) -> Result<TableSource> {
-        Ok(TableSource {
-            iter: self.table()?.iter_with(start, fill_cache),
-            _file: self.clone(),
-        })
-    }
-
-    /// An iterator source over the whole table for a compaction: blocks
-    /// read are not added to the block cache, and a table not open already
-    /// is opened without its bloom filter, for this scan only
+    /// `fill_cache` false (a compaction's one pass), blocks read are not
+    /// added to the block cache, and a table not open already is opened for
+    /// this pass only, without its bloom filter
     /// ([`TableCache::get_for_scan`]).
     ///
     /// # Errors
     /// I/O or corruption opening the table.
-    pub fn compaction_source(self: &Arc<Self>) -> Result<TableSource> {
+    pub fn source(self: &Arc<Self>, start: Option<&[u8]>, fill_cache: bool) -> Result<TableSource> {
         let table = match self.pinned.get() {
             Some(table) => table.clone(),
+            None if fill_cache => self.cache.get(self.number, &self.path, self.size)?,
             None => self
                 .cache
                 .get_for_scan(self.number, &self.path, self.size)?,
         };
         Ok(TableSource {
-            iter: table.iter_with(None, false),
+            iter: table.iter_with(start, fill_cache),
             _file: self.clone(),
         })
     }

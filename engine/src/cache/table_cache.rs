@@ -157,11 +157,17 @@ impl TableCache {
     /// # Errors
     /// As [`open_uncached`](Self::open_uncached).
     pub fn get_for_scan(&self, number: u64, path: &Path, size: u64) -> Result<Arc<Table>> {
-        if let Some(t) = lock(&self.open).get(&number) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(t);
+        match self.cached(number) {
+            Some(t) => Ok(t),
+            None => Ok(Arc::new(self.open_with(number, path, size, true)?)),
         }
-        Ok(Arc::new(self.open_with(number, path, size, true)?))
+    }
+
+    /// The cached table of file `number`, if it is open (a hit).
+    fn cached(&self, number: u64) -> Option<Arc<Table>> {
+        let t = lock(&self.open).get(&number)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(t)
     }
 
     /// The open table of file `number`, opening it if needed.
@@ -169,8 +175,7 @@ impl TableCache {
     /// # Errors
     /// As [`open_uncached`](Self::open_uncached).
     pub fn get(&self, number: u64, path: &Path, size: u64) -> Result<Arc<Table>> {
-        if let Some(t) = lock(&self.open).get(&number) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.cached(number) {
             return Ok(t);
         }
         let table = Arc::new(self.open_uncached(number, path, size)?);
