@@ -177,14 +177,11 @@ impl TableBuilder {
     /// [`MAX_ENTRY_LEN`]; an I/O error from writing a finished block. After
     /// any error the builder is unusable.
     pub fn add(&mut self, user_key: &[u8], seq: SeqNo, value: &Value) -> Result<()> {
-        self.check_usable()?;
-        let value_bytes: &[u8] = match value {
-            Value::Put(v) => v,
-            Value::Delete => &[],
+        let value = match value {
+            Value::Put(v) => Some(v.as_ref()),
+            Value::Delete => None,
         };
-        let r = self.add_inner(user_key, seq, ValueKind::of(value), value_bytes);
-        self.failed = r.is_err();
-        r
+        self.add_entry(user_key, seq, value)
     }
 
     /// [`add`](Self::add) with a borrowed value (`None`: a tombstone), so a
@@ -234,12 +231,10 @@ impl TableBuilder {
                     Ordering::Less => true,
                     Ordering::Equal if seq < last_seq => false,
                     _ => {
-                        return Err(invalid(
-                            &self.path,
-                            format!(
+                        let why = format!(
                             "entry {user_key:?}@{seq} does not sort after {last_key:?}@{last_seq}"
-                        ),
-                        ))
+                        );
+                        return Err(invalid(&self.path, why));
                     }
                 }
             }

@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use super::DecodeError;
-use crate::memtable::{SeqNo, Value};
+use crate::memtable::SeqNo;
 
 /// Trailer width: sequence number and kind in one little-endian u64.
 pub const TRAILER_LEN: usize = 8;
@@ -60,17 +60,6 @@ impl TryFrom<u8> for ValueKind {
             0 => Ok(ValueKind::Delete),
             1 => Ok(ValueKind::Put),
             other => Err(other),
-        }
-    }
-}
-
-impl ValueKind {
-    /// The kind of a memtable value.
-    #[must_use]
-    pub fn of(value: &Value) -> ValueKind {
-        match value {
-            Value::Put(_) => ValueKind::Put,
-            Value::Delete => ValueKind::Delete,
         }
     }
 }
