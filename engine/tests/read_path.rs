@@ -74,6 +74,22 @@ fn check(db: &Db, p: &str, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
     assert_eq!(scanned, expected);
 }
 
+/// Creates partition `p` of `tables` flushed tables over keys 0..300,
+/// table `r` holding the keys `i` with `i % tables == r` (a read may need
+/// any table); returns what it holds.
+fn interleaved_tables(db: &Db, tables: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    db.create_partition("p").expect("create");
+    let mut model = BTreeMap::new();
+    for round in 0..tables {
+        for i in (round..300).step_by(tables as usize) {
+            put(db, "p", key(i), value(i, round));
+            model.insert(key(i), value(i, round));
+        }
+        db.flush().expect("flush");
+    }
+    model
+}
+
 #[test]
 fn open_table_files_stay_within_max_open_files() {
     let sim = SimFs::new();
@@ -82,16 +98,7 @@ fn open_table_files_stay_within_max_open_files() {
         ..sim_options(&sim)
     };
     let db = Db::open(DIR, options.clone()).expect("open");
-    // Table r holds the keys i with i % 12 == r: a read may need any table.
-    db.create_partition("p").expect("create");
-    let mut model = BTreeMap::new();
-    for round in 0..12 {
-        for i in (round..300).step_by(12) {
-            put(&db, "p", key(i), value(i, round));
-            model.insert(key(i), value(i, round));
-        }
-        db.flush().expect("flush");
-    }
+    let model = interleaved_tables(&db, 12);
     assert_eq!(db.stats().tables, 12);
     let opened_by_flushes = db.stats().table_cache.opens;
     for (k, v) in &model {
@@ -128,15 +135,7 @@ fn open_table_files_stay_within_max_open_files() {
 fn written_tables_are_opened_by_their_first_read() {
     let sim = SimFs::new();
     let db = Db::open(DIR, sim_options(&sim)).expect("open");
-    db.create_partition("p").expect("create");
-    let mut model = BTreeMap::new();
-    for round in 0..3 {
-        for i in (round..300).step_by(3) {
-            put(&db, "p", key(i), value(i, round));
-            model.insert(key(i), value(i, round));
-        }
-        db.flush().expect("flush");
-    }
+    let model = interleaved_tables(&db, 3);
     let held = |db: &Db| {
         let s = db.stats();
         (s.table_cache.open, s.block_cache.pinned)

@@ -717,15 +717,22 @@ fn oversized_filters_are_corruption() {
     assert!(err.to_string().contains("too large"), "{err}");
 }
 
+/// Keys `key0000`..`key0999`, one put each at sequence number 1, of
+/// `value(i)`.
+fn thousand_keys(value: impl Fn(u32) -> Vec<u8>) -> Model {
+    (0..1000u32)
+        .map(|i| {
+            (
+                (format!("key{i:04}").into_bytes(), Reverse(1)),
+                Some(value(i)),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn get_skips_data_blocks_when_the_filter_says_no() {
-    let mut model = Model::new();
-    for i in 0..1000u32 {
-        model.insert(
-            (format!("key{i:04}").into_bytes(), Reverse(1)),
-            Some(b"v".to_vec()),
-        );
-    }
+    let model = thousand_keys(|_| b"v".to_vec());
     let (bytes, _) = build(&model, 0, &TableOptions::default());
     let file = ReadFile::new(bytes.clone());
     let table = Table::open(
@@ -829,13 +836,7 @@ fn the_table_iterator_is_a_source_and_streams() {
 /// nothing of it is held, and every read still answers right.
 #[test]
 fn a_table_opened_without_its_filter_reads_none_of_it() {
-    let mut model = Model::new();
-    for i in 0..1000u32 {
-        model.insert(
-            (format!("key{i:04}").into_bytes(), Reverse(1)),
-            Some(format!("value{i}").into_bytes()),
-        );
-    }
+    let model = thousand_keys(|i| format!("value{i}").into_bytes());
     let (mut bytes, _) = build(&model, 0, &TableOptions::default());
     let whole = open(&bytes).unwrap();
     let fh = whole.footer().filter.expect("a filter");
