@@ -353,6 +353,41 @@ fn plan_level(
             level + 1,
         )
     };
+    plan_inputs(levels, level, inputs, output_level)
+}
+
+/// Plans the compaction of `table`, found at `level` of `levels` (above the
+/// bottom), whose seek allowance ran out: all of level 0 into the base
+/// level if it is there (level-0 tables overlap: one alone cannot go
+/// down), else the table into the next level. `None` if `table` is not in
+/// `levels` above the bottom.
+pub fn plan_seek(levels: &Levels, table: &Arc<TableFile>, t: &Tuning) -> Option<Plan> {
+    let level = levels[..BOTTOM]
+        .iter()
+        .position(|run| run.iter().any(|f| Arc::ptr_eq(f, table)))?;
+    if level == 0 {
+        let bytes: [u64; NUM_LEVELS] =
+            std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum());
+        let (base, _) = targets(&bytes, t);
+        return Some(plan_level(levels, 0, base, None, 0));
+    }
+    Some(plan_inputs(
+        levels,
+        level,
+        vec![(level, table.clone())],
+        level + 1,
+    ))
+}
+
+/// Completes a plan of `inputs` out of `level` into `output_level`: adds the
+/// output level's overlapping tables and decides between a move and a
+/// rewrite.
+fn plan_inputs(
+    levels: &Levels,
+    level: usize,
+    inputs: Vec<(usize, Arc<TableFile>)>,
+    output_level: usize,
+) -> Plan {
     let Some((smallest, largest)) = key_range(inputs.iter().map(|(_, f)| f)) else {
         return Plan {
             level,
@@ -526,7 +561,12 @@ impl Inner {
                 let score = if self.partition_gone(&p) {
                     None
                 } else {
-                    score(&p.levels().levels, &tuning).map(|due| due.score)
+                    score(&p.levels().levels, &tuning)
+                        .map(|due| due.score)
+                        .or_else(|| {
+                            // Due by seeks: the least urgent of what is due.
+                            (self.options.seek_compaction && p.seek_due().is_some()).then_some(1.0)
+                        })
                 };
                 match score {
                     Some(s) if best.as_ref().is_none_or(|(b, _, _)| s > *b) => {
@@ -616,16 +656,49 @@ impl Inner {
         // write no outputs only to delete them.
         self.manifest.ensure_writable()?;
         let tuning = self.tuning();
-        let Some((_, plan)) = pick(&p.levels().levels, &tuning, &guard.cursors) else {
+        let version = p.levels();
+        if let Some((_, plan)) = pick(&version.levels, &tuning, &guard.cursors) {
+            if plan.level > 0 {
+                if let Some((_, f)) = plan.inputs.first() {
+                    guard.cursors[plan.level] = Some(Bytes::copy_from_slice(f.largest()));
+                }
+            }
+            self.run_plan(p, &plan)?;
+            return Ok(true);
+        }
+        // Nothing due by size: a table that reads paid for enough?
+        let Some(plan) = self.seek_plan(p, &version.levels, &tuning) else {
             return Ok(false);
         };
-        if plan.level > 0 {
-            if let Some((_, f)) = plan.inputs.first() {
-                guard.cursors[plan.level] = Some(Bytes::copy_from_slice(f.largest()));
-            }
-        }
         self.run_plan(p, &plan)?;
+        p.clear_seek_due();
+        self.stats.seek_compactions.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// The compaction of `p`'s table due by seeks, if there is one, it is
+    /// still in `levels` above the bottom, and the seeks charged to it pay
+    /// for the bytes the compaction rewrites (else its allowance is raised
+    /// to that: it is due again once reads have paid).
+    fn seek_plan(&self, p: &PartitionState, levels: &Levels, tuning: &Tuning) -> Option<Plan> {
+        let table = p.seek_due()?;
+        let plan = self
+            .options
+            .seek_compaction
+            .then(|| plan_seek(levels, &table, tuning))
+            .flatten();
+        let plan = plan.filter(|plan| {
+            let rewrites: u64 = if plan.trivial_move {
+                0
+            } else {
+                plan.inputs.iter().map(|(_, f)| f.size()).sum()
+            };
+            table.seeks_cover(rewrites)
+        });
+        if plan.is_none() {
+            p.clear_seek_due();
+        }
+        plan
     }
 
     /// Compacts every table of `p` into one sorted run at the bottom level,

@@ -69,6 +69,7 @@ pub(crate) struct Counters {
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) trivial_moves: AtomicU64,
+    pub(crate) seek_compactions: AtomicU64,
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
     /// `compaction_bytes_written` by the level written to.
@@ -124,6 +125,10 @@ pub struct Stats {
     pub compactions: u64,
     /// Tables moved down a level without a rewrite since open.
     pub trivial_moves: u64,
+    /// Compactions (rewrites or moves) since open that were due because
+    /// reads spent a table's seek allowance
+    /// ([`Options::seek_compaction`](crate::Options::seek_compaction)).
+    pub seek_compactions: u64,
     /// Bytes of tables read by compactions since open.
     pub compaction_bytes_read: u64,
     /// Bytes of tables written by compactions since open.
@@ -730,9 +735,17 @@ impl Db {
     /// `PartitionNotFound`.
     pub fn get(&self, partition: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let p = self.partition(partition)?;
-        Ok(p.get(key, &self.inner.visible_seq)?
-            .flatten()
-            .map(|v| v.to_vec()))
+        let found = p.get(key, &self.inner.visible_seq)?;
+        self.after_read(&p);
+        Ok(found.flatten().map(|v| v.to_vec()))
+    }
+
+    /// Schedules `p`'s compaction if a read just spent a table's seek
+    /// allowance.
+    fn after_read(&self, p: &Arc<PartitionState>) {
+        if p.take_seek_signal() && self.inner.options.seek_compaction {
+            self.inner.schedule_compaction(p);
+        }
     }
 
     /// A streaming iterator over `[start, end)` of a partition as of now.
@@ -749,6 +762,7 @@ impl Db {
     ) -> Result<SnapshotIter> {
         let p = self.partition(partition)?;
         let (sources, seq) = p.sources(start, &self.inner.visible_seq)?;
+        self.after_read(&p);
         let merge = MergeIter::new(sources);
         Ok(SnapshotIter::new(
             merge,
@@ -921,6 +935,7 @@ impl Db {
             flush_bytes_written: self.inner.stats.flush_bytes.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             trivial_moves: c.trivial_moves.load(Ordering::Relaxed),
+            seek_compactions: c.seek_compactions.load(Ordering::Relaxed),
             compaction_bytes_read: c.compaction_bytes_read.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes_written.load(Ordering::Relaxed),
             compaction_bytes_written_to: std::array::from_fn(|l| {

@@ -82,6 +82,16 @@ pub struct Options {
     /// No background compaction (default `false`); `Db::compact` and
     /// `Db::compact_due` still work.
     pub disable_auto_compactions: bool,
+    /// Compact a table that reads keep paying for (default `true`): a get
+    /// or scan that has to read more than one sorted run charges the first
+    /// table it read a seek, and a table charged one seek per 16 KiB of
+    /// what its compaction would rewrite (at least its own size) is
+    /// compacted into the level below, as LevelDB's seek compaction does. A
+    /// read-mostly partition left with a few level-0 tables under
+    /// `l0_compaction_trigger` then ends as one sorted run instead of
+    /// reading every table at every seek. Off, only sizes trigger
+    /// compactions (RocksDB's behaviour).
+    pub seek_compaction: bool,
     /// Level-0 tables of a partition from which its writes are slowed down
     /// (default 20; see [`stall`](crate::stall)).
     pub l0_slowdown_writes_trigger: usize,
@@ -116,6 +126,7 @@ impl Default for Options {
             level_size_multiplier: 10,
             target_file_size: 64 << 20,
             disable_auto_compactions: false,
+            seek_compaction: true,
             l0_slowdown_writes_trigger: 20,
             l0_stop_writes_trigger: 36,
             max_immutable_memtables: 4,

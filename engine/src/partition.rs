@@ -1,7 +1,7 @@
 //! In-memory state of one partition: its memtables and its tables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use bytes::Bytes;
 
@@ -59,6 +59,14 @@ pub struct PartitionState {
     /// The errors of its last background flush and compaction, if they
     /// failed; cleared by the next that succeeds.
     failures: Mutex<Failures>,
+    /// The table whose seek allowance ran out, due for a compaction (see
+    /// [`TableFile::charge_seek`]); one at a time.
+    seek_due: Mutex<Option<Weak<TableFile>>>,
+    /// `seek_due` is set (a cheap check for readers charging seeks).
+    seek_pending: AtomicBool,
+    /// A table became due since the last
+    /// [`take_seek_signal`](Self::take_seek_signal).
+    seek_signal: AtomicBool,
 }
 
 /// A partition's background failures (see [`PartitionState::flush_failure`]).
@@ -125,6 +133,9 @@ impl PartitionState {
             usage,
             queued: AtomicBool::new(false),
             failures: Mutex::new(Failures::default()),
+            seek_due: Mutex::new(None),
+            seek_pending: AtomicBool::new(false),
+            seek_signal: AtomicBool::new(false),
         }
     }
 
@@ -525,14 +536,65 @@ impl PartitionState {
                 .iter()
                 .filter_map(|run| table_for_key(run, key)),
         );
+        // The first table whose data block was read, until a second is read
+        // (then it is charged a seek, as LevelDB does).
+        let mut first_read: Option<&Arc<TableFile>> = None;
+        let mut charged = false;
         for t in candidates {
-            match t.get(key, snapshot)? {
+            let (found, read) = t.get(key, snapshot)?;
+            if read && !charged {
+                match first_read {
+                    None => first_read = Some(t),
+                    Some(first) => {
+                        self.charge_seek(first);
+                        charged = true;
+                    }
+                }
+            }
+            match found {
                 Some(Value::Put(v)) => return Ok(Some(Some(v))),
                 Some(Value::Delete) => return Ok(Some(None)),
                 None => {}
             }
         }
         Ok(None)
+    }
+
+    /// Charges `table` a wasted seek; once its allowance is spent, it is
+    /// the partition's table due for a seek compaction (unless another
+    /// already is) and the seek signal is raised.
+    fn charge_seek(&self, table: &Arc<TableFile>) {
+        if !table.charge_seek() || self.seek_pending.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut due = lock(&self.seek_due);
+        if due.as_ref().and_then(Weak::upgrade).is_none() {
+            *due = Some(Arc::downgrade(table));
+            self.seek_pending.store(true, Ordering::Relaxed);
+            self.seek_signal.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a table became due for a seek compaction since the last call
+    /// (then the caller schedules the partition's compaction).
+    pub fn take_seek_signal(&self) -> bool {
+        self.seek_signal.load(Ordering::Relaxed) && self.seek_signal.swap(false, Ordering::Acquire)
+    }
+
+    /// The table due for a seek compaction, if any (still alive).
+    pub fn seek_due(&self) -> Option<Arc<TableFile>> {
+        if !self.seek_pending.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.seek_due).as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Forgets the table due for a seek compaction (compacted, gone, or its
+    /// allowance raised); another table may become due.
+    pub fn clear_seek_due(&self) {
+        let mut due = lock(&self.seek_due);
+        *due = None;
+        self.seek_pending.store(false, Ordering::Relaxed);
     }
 
     /// Iterator sources from `start`, newest first (pinned: they hold the
@@ -547,6 +609,7 @@ impl PartitionState {
         visible: &AtomicU64,
     ) -> Result<(Vec<Box<dyn Source>>, SeqNo)> {
         let (set, snapshot) = self.read_set_at(visible);
+        self.charge_scan(&set.version, start);
         let mut out: Vec<Box<dyn Source>> =
             Vec::with_capacity(set.memtables.len() + set.version.levels[0].len() + NUM_LEVELS);
         for m in &set.memtables {
@@ -561,6 +624,24 @@ impl PartitionState {
             }
         }
         Ok((out, snapshot))
+    }
+
+    /// Charges a scan from `start` a seek: if more than one sorted run of
+    /// `version` holds keys from `start` on (each is read to position the
+    /// scan), the first of them (the newest) is charged.
+    fn charge_scan(&self, version: &Version, start: Option<&[u8]>) {
+        let from = |t: &&Arc<TableFile>| start.is_none_or(|s| t.largest() >= s);
+        let mut runs =
+            version.levels[0]
+                .iter()
+                .filter(from)
+                .chain(version.levels[1..].iter().filter_map(|run| match start {
+                    None => run.first(),
+                    Some(s) => run.get(run.partition_point(|t| t.largest() < s)),
+                }));
+        if let (Some(first), Some(_)) = (runs.next(), runs.next()) {
+            self.charge_seek(first);
+        }
     }
 
     /// Approximate bytes held in memtables.

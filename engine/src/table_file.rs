@@ -2,7 +2,7 @@
 //! delete the file once nothing uses it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -12,6 +12,16 @@ use crate::error::Result;
 use crate::fs::Fs;
 use crate::merge::{Entry, Source};
 use crate::sst::{Table, TableIter};
+
+/// Bytes of compaction that one wasted seek is taken to be worth: a read
+/// that has to read more than one sorted run charges the first table it
+/// read, and once a table's charges reach its size (or, if more, the bytes
+/// its compaction would rewrite) over this, it is compacted (LevelDB's
+/// `allowed_seeks` uses the same 16 KiB).
+pub const SEEK_COST_BYTES: u64 = 16 << 10;
+
+/// The fewest seeks a table is allowed before it is due.
+pub const MIN_ALLOWED_SEEKS: u64 = 100;
 
 /// File name of table `number`: `000042.sst`, inside the partition's
 /// directory (named by the partition id).
@@ -135,6 +145,11 @@ pub struct TableFile {
     /// The open table, once pinned: reads no longer go through the cache
     /// (and the file name).
     pinned: OnceLock<Arc<Table>>,
+    /// Seeks left before a compaction of it is due (see
+    /// [`charge_seek`](Self::charge_seek)); negative once overdue.
+    seeks_left: AtomicI64,
+    /// Seeks allowed so far (the initial allowance and every raise).
+    seeks_allowed: AtomicU64,
 }
 
 impl TableFile {
@@ -160,6 +175,8 @@ impl TableFile {
             dir,
             obsolete: AtomicBool::new(false),
             pinned: OnceLock::new(),
+            seeks_left: AtomicI64::new(allowed_seeks(size) as i64),
+            seeks_allowed: AtomicU64::new(allowed_seeks(size)),
         });
         file.cache.track(&file);
         file
@@ -226,6 +243,40 @@ impl TableFile {
         self.counts
     }
 
+    /// Charges one wasted seek: a read read this table and then had to read
+    /// another sorted run too. `true` once its allowance is spent (a
+    /// compaction of it is due).
+    pub fn charge_seek(&self) -> bool {
+        self.seeks_left.fetch_sub(1, Ordering::Relaxed) <= 1
+    }
+
+    /// Seeks charged to it so far.
+    pub fn seeks_charged(&self) -> u64 {
+        let left = self.seeks_left.load(Ordering::Relaxed);
+        let allowed = self.seeks_allowed.load(Ordering::Relaxed);
+        u64::try_from(i128::from(allowed) - i128::from(left)).unwrap_or(0)
+    }
+
+    /// Whether the seeks charged so far pay for a compaction rewriting
+    /// `bytes` ([`SEEK_COST_BYTES`] each). If not, the allowance is raised to
+    /// what would (a table read that often is due again then) and `false`
+    /// is returned.
+    pub fn seeks_cover(&self, bytes: u64) -> bool {
+        let needed = bytes / SEEK_COST_BYTES;
+        let allowed = self.seeks_allowed.load(Ordering::Relaxed);
+        if needed <= allowed {
+            return true;
+        }
+        // One thread (the compaction's, under the partition's compaction
+        // lock) raises it; readers only charge.
+        self.seeks_allowed.store(needed, Ordering::Relaxed);
+        let raise = i64::try_from(needed - allowed).unwrap_or(i64::MAX);
+        self.seeks_left
+            .fetch_add(raise, Ordering::Relaxed)
+            .saturating_add(raise)
+            <= 0
+    }
+
     /// Deletes the file once the last holder drops it.
     pub fn mark_obsolete(&self) {
         self.obsolete.store(true, Ordering::Release);
@@ -268,16 +319,22 @@ impl TableFile {
         self.smallest() <= largest && smallest <= self.largest()
     }
 
-    /// The newest version of `key` visible at `snapshot`. A key outside the
-    /// table's range opens nothing.
+    /// The newest version of `key` visible at `snapshot`, and whether a
+    /// data block was read for it (the key range and the bloom filter did
+    /// not rule the key out). A key outside the table's range opens
+    /// nothing.
     ///
     /// # Errors
     /// I/O or corruption reading the table.
-    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<crate::memtable::Value>> {
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<(Option<crate::memtable::Value>, bool)> {
         if key < self.smallest.as_ref() || key > self.largest.as_ref() {
-            return Ok(None);
+            return Ok((None, false));
         }
-        self.table()?.get(key, snapshot)
+        let table = self.table()?;
+        if !table.may_contain(key) {
+            return Ok((None, false));
+        }
+        Ok((table.get_unfiltered(key, snapshot)?, true))
     }
 }
 
@@ -289,6 +346,12 @@ impl Drop for TableFile {
             let _ = self.dir.fs().remove_file(&self.path);
         }
     }
+}
+
+/// The seeks a table of `size` bytes is allowed before it is due for a
+/// compaction: one per [`SEEK_COST_BYTES`], at least [`MIN_ALLOWED_SEEKS`].
+pub fn allowed_seeks(size: u64) -> u64 {
+    (size / SEEK_COST_BYTES).max(MIN_ALLOWED_SEEKS)
 }
 
 /// A [`TableIter`] that keeps its [`TableFile`] (and so the file) alive.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kalamdb_lsm::compaction::BOTTOM;
+use kalamdb_lsm::fs::sim::OpKind;
 use kalamdb_lsm::fs::{Fs, SimFs};
 use kalamdb_lsm::{Db, Options, WriteOp};
 
@@ -538,4 +539,264 @@ fn stats_report_user_bytes_write_amplification_and_partition_levels() {
     assert_eq!(a.levels[BOTTOM], (a.tables, a.table_bytes));
     assert!(a.tables > 0);
     check(&db, "a", &model);
+}
+
+/// Options for the seek-compaction tests: level 0 never due by its table
+/// count, compaction otherwise on.
+fn seeks(sim: &SimFs) -> Options {
+    Options {
+        fs: Arc::new(sim.clone()),
+        memtable_size: 1 << 20,
+        block_size: 256,
+        l0_compaction_trigger: 8,
+        ..Options::default()
+    }
+}
+
+fn seek_key(i: u32) -> Vec<u8> {
+    format!("s{i:05}").into_bytes()
+}
+
+/// Writes `tables` level-0 tables into partition "p", each overwriting the
+/// keys `0..keys` (every table overlaps every other); returns the model.
+fn overlapping_level0(db: &Db, tables: u32, keys: u32) -> Model {
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    for round in 0..tables {
+        for i in (0..keys).step_by(1 + round as usize) {
+            apply(
+                db,
+                &mut model,
+                "p",
+                seek_key(i),
+                Some(vec![round as u8; 30]),
+            );
+        }
+        db.flush().expect("flush");
+    }
+    model
+}
+
+/// A scan from `start` that reads a few entries.
+fn seek(db: &Db, start: u32) {
+    let mut n = 0;
+    for entry in db
+        .scan("p", Some(&seek_key(start)), None)
+        .expect("scan")
+        .take(3)
+    {
+        entry.expect("entry");
+        n += 1;
+    }
+    assert!(n > 0);
+}
+
+/// Scans positioned in several sorted runs charge the newest table a seek;
+/// at its allowance (100 seeks for a small table) level 0 compacts into
+/// the bottom, and reads then find one run.
+#[test]
+fn scans_over_several_runs_compact_level0_by_seeks() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, seeks(&sim)).expect("open");
+    let model = overlapping_level0(&db, 3, 300);
+    assert_eq!(db.stats().levels[0].0, 3);
+    for i in 0..99 {
+        seek(&db, i * 3);
+    }
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (3, 0), "{s:?}");
+    seek(&db, 10);
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    assert!(s.levels[BOTTOM].0 > 0, "{s:?}");
+    check(&db, "p", &model);
+    // One run left: scans charge nothing, and nothing more is compacted.
+    for i in 0..300 {
+        seek(&db, i);
+    }
+    db.wait_for_compactions();
+    assert_eq!(db.stats().seek_compactions, 1);
+}
+
+/// With `seek_compaction` off, the same scans leave level 0 as it is.
+#[test]
+fn without_seek_compaction_scans_leave_level0_alone() {
+    let sim = SimFs::new();
+    let options = Options {
+        seek_compaction: false,
+        ..seeks(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    let model = overlapping_level0(&db, 3, 300);
+    for i in 0..1000 {
+        seek(&db, i % 300);
+    }
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (3, 0), "{s:?}");
+    check(&db, "p", &model);
+}
+
+/// A scan that only one run holds keys for (past the end of the others)
+/// charges nothing.
+#[test]
+fn scans_that_read_one_run_charge_nothing() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, seeks(&sim)).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    // The older table holds keys 0..300, the newer 0..100.
+    for keys in [300, 100] {
+        for i in 0..keys {
+            apply(
+                &db,
+                &mut model,
+                "p",
+                seek_key(i),
+                Some(vec![keys as u8; 30]),
+            );
+        }
+        db.flush().expect("flush");
+    }
+    for _ in 0..5 {
+        for i in 100..300 {
+            seek(&db, i);
+        }
+    }
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (2, 0), "{s:?}");
+    check(&db, "p", &model);
+}
+
+/// Gets that read a data block in two tables charge the first; gets
+/// answered by the first table they read charge nothing.
+#[test]
+fn gets_that_read_two_tables_charge_the_first() {
+    let sim = SimFs::new();
+    let options = Options {
+        // No filter: a get reads every table whose range holds its key.
+        bloom_bits_per_key: 0,
+        ..seeks(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    // The older table holds the odd keys, the newer the even ones.
+    for parity in [1, 0] {
+        for i in (parity..200).step_by(2) {
+            apply(
+                &db,
+                &mut model,
+                "p",
+                seek_key(i),
+                Some(vec![parity as u8; 30]),
+            );
+        }
+        db.flush().expect("flush");
+    }
+    let get = |i: u32| {
+        assert_eq!(
+            db.get("p", &seek_key(i)).expect("get"),
+            Some(vec![(i % 2) as u8; 30])
+        );
+    };
+    for i in 0..1000 {
+        get(2 * (i % 100)); // found in the newer table: no charge
+    }
+    for i in 0..99 {
+        get(2 * i + 1); // read in both
+    }
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (2, 0), "{s:?}");
+    get(7);
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    check(&db, "p", &model);
+}
+
+/// A small table over a large level below is compacted only once the
+/// seeks charged to it pay for all the compaction rewrites (a seek per
+/// 16 KiB), not at its own allowance.
+#[test]
+fn a_seek_compaction_waits_until_reads_have_paid_for_its_rewrite() {
+    let sim = SimFs::new();
+    let db = Db::open(DIR, seeks(&sim)).expect("open");
+    db.create_partition("p").expect("create");
+    let mut model = Model::new();
+    let keys = 40_000;
+    for i in 0..keys {
+        apply(&db, &mut model, "p", seek_key(i), Some(vec![7; 100]));
+    }
+    db.compact("p").expect("compact");
+    // A small table over the whole key range.
+    for i in (0..keys).step_by(1000) {
+        apply(&db, &mut model, "p", seek_key(i), Some(vec![8; 100]));
+    }
+    apply(&db, &mut model, "p", seek_key(keys - 1), Some(vec![8; 100]));
+    db.flush().expect("flush");
+    let s = db.stats();
+    assert_eq!(s.levels[0].0, 1, "{s:?}");
+    let rewrite = s.levels[0].1 + s.levels[BOTTOM].1;
+    let needed = rewrite / (16 << 10);
+    assert!(needed > 200, "the bottom is too small for this test: {s:?}");
+    for n in 1..needed {
+        seek(&db, 0);
+        db.wait_for_compactions();
+        let s = db.stats();
+        assert_eq!(
+            (s.levels[0].0, s.seek_compactions),
+            (1, 0),
+            "after {n} of {needed} seeks: {s:?}"
+        );
+    }
+    seek(&db, 0);
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    check(&db, "p", &model);
+}
+
+/// A seek compaction that fails (a table write of it fails) leaves the
+/// partition as it was and its table still due: once the fault is gone,
+/// `compact_due` runs it. Nothing written is lost, before or after a
+/// reopen.
+#[test]
+fn a_failed_seek_compaction_is_retried_and_loses_nothing() {
+    let sim = SimFs::new();
+    let options = Options {
+        // Only `compact_due` compacts: the failure is the test's.
+        disable_auto_compactions: true,
+        ..seeks(&sim)
+    };
+    let db = Db::open(DIR, options.clone()).expect("open");
+    let model = overlapping_level0(&db, 3, 300);
+    for i in 0..100 {
+        seek(&db, i);
+    }
+    let before = db.stats();
+    assert_eq!(before.levels[0].0, 3);
+    sim.fail_next(OpKind::Write, 1, true, std::io::ErrorKind::Other);
+    assert!(db.compact_due().is_err(), "the compaction's write failed");
+    sim.clear_faults();
+    let s = db.stats();
+    assert_eq!(
+        (s.levels, s.seek_compactions),
+        (before.levels, 0),
+        "unchanged: {s:?}"
+    );
+    // (No read in between: a read would charge the table again, and that
+    // alone would make it due again.)
+    db.compact_due().expect("retried");
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    check(&db, "p", &model);
+    drop(db);
+    let db = Db::open(DIR, options).expect("reopen");
+    assert_eq!(db.stats().levels[0].0, 0);
+    check(&db, "p", &model);
 }

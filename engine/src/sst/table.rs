@@ -334,6 +334,16 @@ impl Table {
         if !self.may_contain(user_key) {
             return Ok(None);
         }
+        self.get_unfiltered(user_key, snapshot)
+    }
+
+    /// [`get`](Self::get) without consulting the key range and the bloom
+    /// filter (the caller did: [`may_contain`](Self::may_contain)): reads
+    /// the data block that may hold `user_key`.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or [`Error::Io`] reading the data block.
+    pub fn get_unfiltered(&self, user_key: &[u8], snapshot: SeqNo) -> Result<Option<Value>> {
         let target = seek_key_buf(user_key, snapshot);
         let target = target.as_slice();
         let index_at = self.footer.index.offset;
