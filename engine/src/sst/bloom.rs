@@ -192,11 +192,22 @@ impl Block {
     }
 }
 
+/// Key hashes a [`BloomBuilder`] keeps per chunk (64 KiB).
+const HASH_CHUNK: usize = 8192;
+
 /// Collects key hashes while a table is written, then lays out the filter.
+///
+/// The hashes go into fixed chunks, not one growing vector: a 64 MiB table
+/// of small entries has about 560k keys, and a vector doubling its way
+/// there peaks at 8 MiB (and copies each hash up to once more) where the
+/// chunks hold 4.5 MiB — per table being written, of the flush's and the
+/// compaction's alike.
 #[derive(Debug)]
 pub struct BloomBuilder {
     bits_per_key: u32,
-    hashes: Vec<u64>,
+    /// Full chunks of [`HASH_CHUNK`] hashes, then the one being filled.
+    chunks: Vec<Vec<u64>>,
+    len: usize,
 }
 
 impl BloomBuilder {
@@ -206,24 +217,39 @@ impl BloomBuilder {
     pub fn new(bits_per_key: u32) -> Self {
         BloomBuilder {
             bits_per_key: bits_per_key.clamp(1, MAX_BITS_PER_KEY),
-            hashes: Vec::new(),
+            chunks: Vec::new(),
+            len: 0,
         }
     }
 
     /// Adds a user key. The caller adds each distinct key once (duplicates
     /// only waste bits).
     pub fn add_key(&mut self, user_key: &[u8]) {
-        self.hashes.push(hash64(user_key));
+        let h = hash64(user_key);
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < HASH_CHUNK => chunk.push(h),
+            _ => {
+                let mut chunk = Vec::with_capacity(HASH_CHUNK);
+                chunk.push(h);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Every hash added, in order.
+    fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.chunks.iter().flatten().copied()
     }
 
     /// The filter's bytes in the blocked layout (bit array, then the tag
     /// `0x40 | k`), without the block trailer.
     #[must_use]
     pub fn finish(self) -> Vec<u8> {
-        let nblocks = block_count(self.hashes.len() as u64, self.bits_per_key);
+        let nblocks = block_count(self.len as u64, self.bits_per_key);
         let k = probes_for(self.bits_per_key);
         let mut out = vec![0u8; nblocks as usize * BLOCK_LEN + PROBES_LEN];
-        for h in self.hashes {
+        for h in self.hashes() {
             let start = block_index(h, nblocks) * BLOCK_LEN;
             if let Some(block) = out.get_mut(start..start + BLOCK_LEN) {
                 for bit in block_probes(h, k) {
@@ -243,11 +269,11 @@ impl BloomBuilder {
     /// array, then `k`): kept to test that readers still accept it.
     #[cfg(test)]
     pub(crate) fn finish_flat(self) -> Vec<u8> {
-        let nbytes = filter_len(self.hashes.len() as u64, self.bits_per_key);
+        let nbytes = filter_len(self.len as u64, self.bits_per_key);
         let nbits = nbytes * 8;
         let k = probes_for(self.bits_per_key);
         let mut out = vec![0u8; nbytes as usize + PROBES_LEN];
-        for h in self.hashes {
+        for h in self.hashes() {
             for bit in flat_probes(h, k, nbits) {
                 if let Some(b) = out.get_mut((bit / 8) as usize) {
                     *b |= 1 << (bit % 8);
