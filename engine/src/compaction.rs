@@ -36,6 +36,19 @@
 //! across the partitions with pending work, the one with the greatest
 //! score.
 //!
+//! # Seek compaction
+//! When nothing is due by size, a table whose seek allowance reads spent
+//! is compacted ([`plan_seek`]; LevelDB's `allowed_seeks`): a get that read
+//! data blocks of two tables, or a scan positioned in more than one sorted
+//! run, charges the first table it read; a table is allowed a seek per
+//! [`SEEK_COST_BYTES`](crate::table_file::SEEK_COST_BYTES) of its size.
+//! At zero, the compaction that would take it down (all of level 0 into
+//! the base level, or the table into the next level) runs if the seeks
+//! charged also pay for every byte it rewrites at that rate; else the
+//! allowance is raised to that and the table is due again once reads have
+//! paid. A read-mostly partition left with level-0 tables under the
+//! trigger so ends as one sorted run.
+//!
 //! # What a compaction drops
 //! Iterators pin the tables they read, so no older version is needed by
 //! anyone once a newer one of the same key is in a table: outputs keep only
