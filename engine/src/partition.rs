@@ -269,6 +269,19 @@ impl PartitionState {
                 run.retain(|t| t.number() != *number);
             }
         }
+        // A table due by seeks that this compaction took is no longer due:
+        // another table may become due now.
+        if self.seek_pending.load(Ordering::Relaxed) {
+            let mut due = lock(&self.seek_due);
+            let gone = due
+                .as_ref()
+                .and_then(Weak::upgrade)
+                .is_none_or(|t| removed.iter().any(|(_, n)| *n == t.number()));
+            if gone {
+                *due = None;
+                self.seek_pending.store(false, Ordering::Relaxed);
+            }
+        }
         if let Some(run) = version.levels.get_mut(level) {
             for t in added {
                 if level == 0 {
@@ -581,12 +594,20 @@ impl PartitionState {
         self.seek_signal.load(Ordering::Relaxed) && self.seek_signal.swap(false, Ordering::Acquire)
     }
 
-    /// The table due for a seek compaction, if any (still alive).
+    /// The table due for a seek compaction, if any. One gone meanwhile
+    /// (another compaction took it and nothing holds it) is forgotten, so
+    /// that another table can become due.
     pub fn seek_due(&self) -> Option<Arc<TableFile>> {
         if !self.seek_pending.load(Ordering::Relaxed) {
             return None;
         }
-        lock(&self.seek_due).as_ref().and_then(Weak::upgrade)
+        let mut due = lock(&self.seek_due);
+        let table = due.as_ref().and_then(Weak::upgrade);
+        if table.is_none() {
+            *due = None;
+            self.seek_pending.store(false, Ordering::Relaxed);
+        }
+        table
     }
 
     /// Forgets the table due for a seek compaction (compacted, gone, or its

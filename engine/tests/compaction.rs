@@ -800,3 +800,36 @@ fn a_failed_seek_compaction_is_retried_and_loses_nothing() {
     assert_eq!(db.stats().levels[0].0, 0);
     check(&db, "p", &model);
 }
+
+/// Regression: a table due by seeks that another compaction took away (here
+/// a manual `compact`) no longer blocks the partition's seek compactions:
+/// a later table is charged, becomes due and is compacted. (Once, the gone
+/// table stayed "pending" and no table of the partition became due again.)
+#[test]
+fn a_due_table_compacted_away_leaves_room_for_the_next() {
+    let sim = SimFs::new();
+    let options = Options {
+        disable_auto_compactions: true,
+        ..seeks(&sim)
+    };
+    let db = Db::open(DIR, options).expect("open");
+    let mut model = overlapping_level0(&db, 3, 300);
+    for i in 0..100 {
+        seek(&db, i);
+    }
+    // Due now, but compacted by a full compaction instead.
+    db.compact("p").expect("compact");
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 0), "{s:?}");
+    for i in (0..300).step_by(2) {
+        apply(&db, &mut model, "p", seek_key(i), Some(vec![9; 30]));
+    }
+    db.flush().expect("flush");
+    for i in 0..100 {
+        seek(&db, i);
+    }
+    db.compact_due().expect("compact due");
+    let s = db.stats();
+    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    check(&db, "p", &model);
+}
