@@ -577,6 +577,19 @@ fn overlapping_level0(db: &Db, tables: u32, keys: u32) -> Model {
     model
 }
 
+/// Waits for background compactions, then checks level 0's table count and
+/// the seek compactions so far.
+#[track_caller]
+fn expect_settled(db: &Db, level0: usize, seek_compactions: u64) {
+    db.wait_for_compactions();
+    let s = db.stats();
+    assert_eq!(
+        (s.levels[0].0, s.seek_compactions),
+        (level0, seek_compactions),
+        "{s:?}"
+    );
+}
+
 /// A scan from `start` that reads a few entries.
 fn seek(db: &Db, start: u32) {
     let mut n = 0;
@@ -603,13 +616,10 @@ fn scans_over_several_runs_compact_level0_by_seeks() {
     for i in 0..99 {
         seek(&db, i * 3);
     }
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (3, 0), "{s:?}");
+    expect_settled(&db, 3, 0);
     seek(&db, 10);
-    db.wait_for_compactions();
+    expect_settled(&db, 0, 1);
     let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
     assert!(s.levels[BOTTOM].0 > 0, "{s:?}");
     check(&db, "p", &model);
     // One run left: scans charge nothing, and nothing more is compacted.
@@ -633,9 +643,7 @@ fn without_seek_compaction_scans_leave_level0_alone() {
     for i in 0..1000 {
         seek(&db, i % 300);
     }
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (3, 0), "{s:?}");
+    expect_settled(&db, 3, 0);
     check(&db, "p", &model);
 }
 
@@ -665,9 +673,7 @@ fn scans_that_read_one_run_charge_nothing() {
             seek(&db, i);
         }
     }
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (2, 0), "{s:?}");
+    expect_settled(&db, 2, 0);
     check(&db, "p", &model);
 }
 
@@ -709,13 +715,9 @@ fn gets_that_read_two_tables_charge_the_first() {
     for i in 0..99 {
         get(2 * i + 1); // read in both
     }
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (2, 0), "{s:?}");
+    expect_settled(&db, 2, 0);
     get(7);
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    expect_settled(&db, 0, 1);
     check(&db, "p", &model);
 }
 
@@ -755,9 +757,7 @@ fn a_seek_compaction_waits_until_reads_have_paid_for_its_rewrite() {
         );
     }
     seek(&db, 0);
-    db.wait_for_compactions();
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    expect_settled(&db, 0, 1);
     check(&db, "p", &model);
 }
 
@@ -792,8 +792,7 @@ fn a_failed_seek_compaction_is_retried_and_loses_nothing() {
     // (No read in between: a read would charge the table again, and that
     // alone would make it due again.)
     db.compact_due().expect("retried");
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    expect_settled(&db, 0, 1);
     check(&db, "p", &model);
     drop(db);
     let db = Db::open(DIR, options).expect("reopen");
@@ -819,8 +818,7 @@ fn a_due_table_compacted_away_leaves_room_for_the_next() {
     }
     // Due now, but compacted by a full compaction instead.
     db.compact("p").expect("compact");
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 0), "{s:?}");
+    expect_settled(&db, 0, 0);
     for i in (0..300).step_by(2) {
         apply(&db, &mut model, "p", seek_key(i), Some(vec![9; 30]));
     }
@@ -829,7 +827,6 @@ fn a_due_table_compacted_away_leaves_room_for_the_next() {
         seek(&db, i);
     }
     db.compact_due().expect("compact due");
-    let s = db.stats();
-    assert_eq!((s.levels[0].0, s.seek_compactions), (0, 1), "{s:?}");
+    expect_settled(&db, 0, 1);
     check(&db, "p", &model);
 }
