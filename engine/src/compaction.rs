@@ -182,8 +182,7 @@ pub struct Due {
 /// The most urgent level of `levels` to compact, or `None` if nothing is
 /// due; what [`pick`] plans, without planning it.
 pub fn score(levels: &Levels, t: &Tuning) -> Option<Due> {
-    let bytes: [u64; NUM_LEVELS] =
-        std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum());
+    let bytes = level_bytes(levels);
     let (base, targets) = targets(&bytes, t);
     let average = average_entry_bytes(levels, &bytes);
     let scored = compensated(levels, &bytes, average);
@@ -233,6 +232,11 @@ pub fn score(levels: &Levels, t: &Tuning) -> Option<Due> {
         base,
         average,
     })
+}
+
+/// The bytes of each level's tables.
+fn level_bytes(levels: &Levels) -> [u64; NUM_LEVELS] {
+    std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum())
 }
 
 /// Each level's bytes for its score: its tables' sizes plus, for a table
@@ -379,9 +383,7 @@ pub fn plan_seek(levels: &Levels, table: &Arc<TableFile>, t: &Tuning) -> Option<
         .iter()
         .position(|run| run.iter().any(|f| Arc::ptr_eq(f, table)))?;
     if level == 0 {
-        let bytes: [u64; NUM_LEVELS] =
-            std::array::from_fn(|l| levels[l].iter().map(|f| f.size()).sum());
-        let (base, _) = targets(&bytes, t);
+        let (base, _) = targets(&level_bytes(levels), t);
         return Some(plan_level(levels, 0, base, None, 0));
     }
     Some(plan_inputs(
@@ -576,10 +578,8 @@ impl Inner {
                 } else {
                     score(&p.levels().levels, &tuning)
                         .map(|due| due.score)
-                        .or_else(|| {
-                            // Due by seeks: the least urgent of what is due.
-                            (self.options.seek_compaction && p.seek_due().is_some()).then_some(1.0)
-                        })
+                        // Due by seeks: the least urgent of what is due.
+                        .or_else(|| p.seek_due().map(|_| 1.0))
                 };
                 match score {
                     Some(s) if best.as_ref().is_none_or(|(b, _, _)| s > *b) => {
@@ -695,12 +695,7 @@ impl Inner {
     /// to that: it is due again once reads have paid).
     fn seek_plan(&self, p: &PartitionState, levels: &Levels, tuning: &Tuning) -> Option<Plan> {
         let table = p.seek_due()?;
-        let plan = self
-            .options
-            .seek_compaction
-            .then(|| plan_seek(levels, &table, tuning))
-            .flatten();
-        let plan = plan.filter(|plan| {
+        let plan = plan_seek(levels, &table, tuning).filter(|plan| {
             let rewrites: u64 = if plan.trivial_move {
                 0
             } else {

@@ -284,12 +284,10 @@ impl Db {
             if !record.tables.is_empty() {
                 pdir.set_durable();
             }
-            let p = Arc::new(PartitionState::new(
-                *id,
-                record.name.clone(),
-                pdir.clone(),
-                usage.clone(),
-            ));
+            let p = Arc::new(
+                PartitionState::new(*id, record.name.clone(), pdir.clone(), usage.clone())
+                    .charging_seeks(options.seek_compaction),
+            );
             p.set_flushed_seq(record.flushed_seq);
             // Oldest first, so `push_table` leaves the newest in front.
             for t in record.tables_by_level() {
@@ -561,15 +559,18 @@ impl Db {
             write(&self.inner.partitions)
                 .entry(name.to_string())
                 .or_insert_with(|| {
-                    Arc::new(PartitionState::new(
-                        id,
-                        name.to_string(),
-                        Arc::new(PartitionDir::new(
-                            self.inner.dir.join(id.to_string()),
-                            self.inner.fs.clone(),
-                        )),
-                        self.inner.usage.clone(),
-                    ))
+                    Arc::new(
+                        PartitionState::new(
+                            id,
+                            name.to_string(),
+                            Arc::new(PartitionDir::new(
+                                self.inner.dir.join(id.to_string()),
+                                self.inner.fs.clone(),
+                            )),
+                            self.inner.usage.clone(),
+                        )
+                        .charging_seeks(self.inner.options.seek_compaction),
+                    )
                 });
         }
         Ok(())
@@ -743,7 +744,7 @@ impl Db {
     /// Schedules `p`'s compaction if a read just spent a table's seek
     /// allowance.
     fn after_read(&self, p: &Arc<PartitionState>) {
-        if p.take_seek_signal() && self.inner.options.seek_compaction {
+        if p.take_seek_signal() {
             self.inner.schedule_compaction(p);
         }
     }

@@ -59,10 +59,13 @@ pub struct PartitionState {
     /// The errors of its last background flush and compaction, if they
     /// failed; cleared by the next that succeeds.
     failures: Mutex<Failures>,
+    /// Reads charge tables seeks ([`Options::seek_compaction`](crate::Options::seek_compaction)).
+    charge_seeks: bool,
     /// The table whose seek allowance ran out, due for a compaction (see
     /// [`TableFile::charge_seek`]); one at a time.
     seek_due: Mutex<Option<Weak<TableFile>>>,
-    /// `seek_due` is set (a cheap check for readers charging seeks).
+    /// `seek_due` is set (a check without the lock for readers charging
+    /// seeks); changed only with `seek_due`, under its lock.
     seek_pending: AtomicBool,
     /// A table became due since the last
     /// [`take_seek_signal`](Self::take_seek_signal).
@@ -133,10 +136,18 @@ impl PartitionState {
             usage,
             queued: AtomicBool::new(false),
             failures: Mutex::new(Failures::default()),
+            charge_seeks: true,
             seek_due: Mutex::new(None),
             seek_pending: AtomicBool::new(false),
             seek_signal: AtomicBool::new(false),
         }
+    }
+
+    /// The partition with reads charging seeks (the default) or not.
+    #[must_use]
+    pub fn charging_seeks(mut self, on: bool) -> Self {
+        self.charge_seeks = on;
+        self
     }
 
     /// The error of the partition's last flush if it failed (no flush has
@@ -271,17 +282,7 @@ impl PartitionState {
         }
         // A table due by seeks that this compaction took is no longer due:
         // another table may become due now.
-        if self.seek_pending.load(Ordering::Relaxed) {
-            let mut due = lock(&self.seek_due);
-            let gone = due
-                .as_ref()
-                .and_then(Weak::upgrade)
-                .is_none_or(|t| removed.iter().any(|(_, n)| *n == t.number()));
-            if gone {
-                *due = None;
-                self.seek_pending.store(false, Ordering::Relaxed);
-            }
-        }
+        self.forget_seek_due_if(|t| removed.iter().any(|(_, n)| *n == t.number()));
         if let Some(run) = version.levels.get_mut(level) {
             for t in added {
                 if level == 0 {
@@ -577,11 +578,11 @@ impl PartitionState {
     /// the partition's table due for a seek compaction (unless another
     /// already is) and the seek signal is raised.
     fn charge_seek(&self, table: &Arc<TableFile>) {
-        if !table.charge_seek() || self.seek_pending.load(Ordering::Relaxed) {
+        if !self.charge_seeks || !table.charge_seek() || self.seek_pending.load(Ordering::Relaxed) {
             return;
         }
         let mut due = lock(&self.seek_due);
-        if due.as_ref().and_then(Weak::upgrade).is_none() {
+        if due.is_none() {
             *due = Some(Arc::downgrade(table));
             self.seek_pending.store(true, Ordering::Relaxed);
             self.seek_signal.store(true, Ordering::Release);
@@ -601,11 +602,9 @@ impl PartitionState {
         if !self.seek_pending.load(Ordering::Relaxed) {
             return None;
         }
-        let mut due = lock(&self.seek_due);
-        let table = due.as_ref().and_then(Weak::upgrade);
+        let table = lock(&self.seek_due).as_ref().and_then(Weak::upgrade);
         if table.is_none() {
-            *due = None;
-            self.seek_pending.store(false, Ordering::Relaxed);
+            self.forget_seek_due_if(|_| false);
         }
         table
     }
@@ -613,9 +612,24 @@ impl PartitionState {
     /// Forgets the table due for a seek compaction (compacted, gone, or its
     /// allowance raised); another table may become due.
     pub fn clear_seek_due(&self) {
+        self.forget_seek_due_if(|_| true);
+    }
+
+    /// Forgets the table due for a seek compaction if it is gone or `taken`
+    /// says so.
+    fn forget_seek_due_if(&self, taken: impl FnOnce(&TableFile) -> bool) {
+        if !self.seek_pending.load(Ordering::Relaxed) {
+            return;
+        }
         let mut due = lock(&self.seek_due);
-        *due = None;
-        self.seek_pending.store(false, Ordering::Relaxed);
+        if due
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .is_none_or(|t| taken(&t))
+        {
+            *due = None;
+            self.seek_pending.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Iterator sources from `start`, newest first (pinned: they hold the

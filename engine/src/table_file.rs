@@ -250,13 +250,6 @@ impl TableFile {
         self.seeks_left.fetch_sub(1, Ordering::Relaxed) <= 1
     }
 
-    /// Seeks charged to it so far.
-    pub fn seeks_charged(&self) -> u64 {
-        let left = self.seeks_left.load(Ordering::Relaxed);
-        let allowed = self.seeks_allowed.load(Ordering::Relaxed);
-        u64::try_from(i128::from(allowed) - i128::from(left)).unwrap_or(0)
-    }
-
     /// Whether the seeks charged so far pay for a compaction rewriting
     /// `bytes` ([`SEEK_COST_BYTES`] each). If not, the allowance is raised to
     /// what would (a table read that often is due again then) and `false`

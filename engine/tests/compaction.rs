@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kalamdb_lsm::compaction::BOTTOM;
 use kalamdb_lsm::fs::sim::OpKind;
 use kalamdb_lsm::fs::{Fs, SimFs};
+use kalamdb_lsm::table_file::MIN_ALLOWED_SEEKS;
 use kalamdb_lsm::{Db, Options, WriteOp};
 
 const DIR: &str = "/db";
@@ -590,6 +591,23 @@ fn expect_settled(db: &Db, level0: usize, seek_compactions: u64) {
     );
 }
 
+/// A database of three overlapping level-0 tables in partition "p" that
+/// `MIN_ALLOWED_SEEKS` scans made due for a seek compaction, with background
+/// compaction off (only `compact_due` and `compact` compact); its options
+/// and the model.
+fn level0_due_by_seeks(sim: &SimFs) -> (Db, Options, Model) {
+    let options = Options {
+        disable_auto_compactions: true,
+        ..seeks(sim)
+    };
+    let db = Db::open(DIR, options.clone()).expect("open");
+    let model = overlapping_level0(&db, 3, 300);
+    for i in 0..MIN_ALLOWED_SEEKS as u32 {
+        seek(&db, i);
+    }
+    (db, options, model)
+}
+
 /// A scan from `start` that reads a few entries.
 fn seek(db: &Db, start: u32) {
     let mut n = 0;
@@ -768,16 +786,7 @@ fn a_seek_compaction_waits_until_reads_have_paid_for_its_rewrite() {
 #[test]
 fn a_failed_seek_compaction_is_retried_and_loses_nothing() {
     let sim = SimFs::new();
-    let options = Options {
-        // Only `compact_due` compacts: the failure is the test's.
-        disable_auto_compactions: true,
-        ..seeks(&sim)
-    };
-    let db = Db::open(DIR, options.clone()).expect("open");
-    let model = overlapping_level0(&db, 3, 300);
-    for i in 0..100 {
-        seek(&db, i);
-    }
+    let (db, options, model) = level0_due_by_seeks(&sim);
     let before = db.stats();
     assert_eq!(before.levels[0].0, 3);
     sim.fail_next(OpKind::Write, 1, true, std::io::ErrorKind::Other);
@@ -807,15 +816,7 @@ fn a_failed_seek_compaction_is_retried_and_loses_nothing() {
 #[test]
 fn a_due_table_compacted_away_leaves_room_for_the_next() {
     let sim = SimFs::new();
-    let options = Options {
-        disable_auto_compactions: true,
-        ..seeks(&sim)
-    };
-    let db = Db::open(DIR, options).expect("open");
-    let mut model = overlapping_level0(&db, 3, 300);
-    for i in 0..100 {
-        seek(&db, i);
-    }
+    let (db, _, mut model) = level0_due_by_seeks(&sim);
     // Due now, but compacted by a full compaction instead.
     db.compact("p").expect("compact");
     expect_settled(&db, 0, 0);

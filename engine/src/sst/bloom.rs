@@ -207,7 +207,6 @@ pub struct BloomBuilder {
     bits_per_key: u32,
     /// Full chunks of [`HASH_CHUNK`] hashes, then the one being filled.
     chunks: Vec<Vec<u64>>,
-    len: usize,
 }
 
 impl BloomBuilder {
@@ -218,7 +217,6 @@ impl BloomBuilder {
         BloomBuilder {
             bits_per_key: bits_per_key.clamp(1, MAX_BITS_PER_KEY),
             chunks: Vec::new(),
-            len: 0,
         }
     }
 
@@ -234,7 +232,11 @@ impl BloomBuilder {
                 self.chunks.push(chunk);
             }
         }
-        self.len += 1;
+    }
+
+    /// Hashes added.
+    fn len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len() as u64).sum()
     }
 
     /// Every hash added, in order.
@@ -246,7 +248,7 @@ impl BloomBuilder {
     /// `0x40 | k`), without the block trailer.
     #[must_use]
     pub fn finish(self) -> Vec<u8> {
-        let nblocks = block_count(self.len as u64, self.bits_per_key);
+        let nblocks = block_count(self.len(), self.bits_per_key);
         let k = probes_for(self.bits_per_key);
         let mut out = vec![0u8; nblocks as usize * BLOCK_LEN + PROBES_LEN];
         for h in self.hashes() {
@@ -269,7 +271,7 @@ impl BloomBuilder {
     /// array, then `k`): kept to test that readers still accept it.
     #[cfg(test)]
     pub(crate) fn finish_flat(self) -> Vec<u8> {
-        let nbytes = filter_len(self.len as u64, self.bits_per_key);
+        let nbytes = filter_len(self.len(), self.bits_per_key);
         let nbits = nbytes * 8;
         let k = probes_for(self.bits_per_key);
         let mut out = vec![0u8; nbytes as usize + PROBES_LEN];
