@@ -43,6 +43,7 @@ pub mod handle;
 pub mod index;
 pub mod internal_key;
 pub mod properties;
+mod readahead;
 pub mod table;
 
 #[cfg(test)]

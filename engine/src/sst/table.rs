@@ -3,7 +3,9 @@
 //! [`Table::read_block`]: from the block cache if the table has one (else a
 //! `pread`, then cached), or from a memory map of the file
 //! ([`TableReadOptions::mmap`]; the block cache is then not used for data
-//! blocks — the OS page cache is).
+//! blocks — the OS page cache is). A scan that keeps reading the next block
+//! reads ahead, and the blocks it reads so bypass the block cache (see
+//! `readahead.rs`).
 //!
 //! What `open` checks, in order (any failure is
 //! [`Error::Corruption`] naming the file and the absolute offset):
@@ -36,6 +38,7 @@ use super::handle::{check_trailer, BlockHandle, BLOCK_TRAILER_LEN};
 use super::index::{IndexBlock, IndexIter};
 use super::internal_key::{parse_internal_key, seek_key, seek_key_buf, ValueKind};
 use super::properties::TableProperties;
+use super::readahead::Readahead;
 use super::{corruption, DecodeError};
 use crate::cache::{BlockCache, BlockKey, Pinned};
 use crate::error::{Error, Result};
@@ -57,6 +60,8 @@ pub struct Table {
     file: Arc<dyn ReadableFile>,
     path: PathBuf,
     size: u64,
+    /// Where the data blocks end (the first metadata block starts).
+    data_end: u64,
     footer: Footer,
     index: IndexBlock,
     filter: Option<BloomFilter>,
@@ -282,6 +287,7 @@ impl Table {
             file,
             path,
             size,
+            data_end,
             footer,
             index,
             filter,
@@ -398,6 +404,7 @@ impl Table {
     pub fn iter_with(self: &Arc<Self>, start: Option<&[u8]>, fill_cache: bool) -> TableIter {
         TableIter {
             fill_cache,
+            readahead: Readahead::default(),
             table: Arc::clone(self),
             index: self.index.iter(),
             block: None,
@@ -427,6 +434,18 @@ impl Table {
     /// # Errors
     /// As [`read_block`](Self::read_block).
     pub fn read_block_with(&self, handle: BlockHandle, fill_cache: bool) -> Result<Block> {
+        self.read_block_via(handle, fill_cache, None)
+    }
+
+    /// [`read_block_with`](Self::read_block_with), for a scan when
+    /// `readahead` is given: its window is looked at first, and a block it
+    /// fetches with a new window is not cached.
+    fn read_block_via(
+        &self,
+        handle: BlockHandle,
+        fill_cache: bool,
+        mut readahead: Option<&mut Readahead>,
+    ) -> Result<Block> {
         let end = handle
             .end_with_trailer()
             .filter(|&end| end <= self.size)
@@ -442,11 +461,14 @@ impl Table {
             })?;
         if let Some(map) = &self.mapped {
             // In range: `end <= size == map.len()`, checked above and at open.
-            let raw = map.slice(handle.offset as usize..end as usize);
-            let n = check_trailer(&raw)
-                .map_err(|e| e.at(&self.path, handle.offset))?
-                .len();
-            return Block::decode(raw.slice(..n)).map_err(|e| e.at(&self.path, handle.offset));
+            return self.decode_block(handle, map.slice(handle.offset as usize..end as usize));
+        }
+        let len = block_len(&self.path, handle.offset, end - handle.offset)?;
+        if let Some(raw) = readahead
+            .as_mut()
+            .and_then(|ra| ra.held(handle.offset, len))
+        {
+            return self.decode_block(handle, raw);
         }
         let key = self.cache.as_ref().map(|(cache, key)| {
             let key = BlockKey {
@@ -457,30 +479,45 @@ impl Table {
         });
         if let Some((cache, key)) = &key {
             if let Some(block) = cache.get(key) {
+                if let Some(ra) = readahead {
+                    ra.pass(handle.offset, len);
+                }
                 return Ok(block);
             }
         }
-        let len = block_len(&self.path, handle.offset, end - handle.offset)?;
+        let read = |buf: &mut [u8], offset| read_exact(self.file.as_ref(), &self.path, buf, offset);
+        if let Some(ra) = readahead {
+            // A window's blocks stay out of the cache (see `readahead.rs`).
+            if let Some(raw) = ra.fetch(handle.offset, len, self.data_end, read)? {
+                return self.decode_block(handle, raw);
+            }
+        }
         // Through the cache, a reused buffer: see `BufferPool`.
         let mut buf = match &key {
             Some((cache, _)) => cache.buffers().take(len),
             None => vec![0; len],
         };
-        read_exact(self.file.as_ref(), &self.path, &mut buf, handle.offset)?;
+        read(&mut buf, handle.offset)?;
         let allocated = buf.capacity();
         let contents = match &key {
             Some((cache, _)) => cache.buffers().share(buf),
             None => Bytes::from(buf),
         };
-        let n = check_trailer(&contents)
-            .map_err(|e| e.at(&self.path, handle.offset))?
-            .len();
-        let block =
-            Block::decode(contents.slice(..n)).map_err(|e| e.at(&self.path, handle.offset))?;
+        let block = self.decode_block(handle, contents)?;
         if let Some((cache, key)) = key.filter(|_| fill_cache) {
             cache.insert_sized(key, block.clone(), allocated);
         }
         Ok(block)
+    }
+
+    /// The data block at `handle` from its bytes on disk (trailer
+    /// included): the trailer's CRC and compression type checked, the
+    /// trailer dropped.
+    fn decode_block(&self, handle: BlockHandle, raw: Bytes) -> Result<Block> {
+        let n = check_trailer(&raw)
+            .map_err(|e| e.at(&self.path, handle.offset))?
+            .len();
+        Block::decode(raw.slice(..n)).map_err(|e| e.at(&self.path, handle.offset))
     }
 }
 
@@ -527,6 +564,8 @@ pub struct TableIter {
     table: Arc<Table>,
     /// Whether blocks read from the file go into the block cache.
     fill_cache: bool,
+    /// Reading ahead once the scan reads block after block from the file.
+    readahead: Readahead,
     index: IndexIter,
     /// The current data block's cursor and the block's file offset.
     block: Option<(BlockIter, u64)>,
@@ -554,7 +593,9 @@ impl TableIter {
             self.block = None;
             return Ok(false);
         };
-        let block = self.table.read_block_with(h, self.fill_cache)?;
+        let block = self
+            .table
+            .read_block_via(h, self.fill_cache, Some(&mut self.readahead))?;
         let mut it = block.iter();
         match target {
             Some(t) => it.seek(t),

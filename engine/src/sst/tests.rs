@@ -871,3 +871,56 @@ fn a_table_opened_without_its_filter_reads_none_of_it() {
         assert_eq!(table.get(format!("{key}x").as_bytes(), 1).unwrap(), None);
     }
 }
+
+/// A scan that keeps reading blocks reads ahead in growing windows, and
+/// the blocks of its windows stay out of the block cache; point reads and
+/// short scans cache as before.
+#[test]
+fn a_long_scan_reads_ahead_and_leaves_the_cache_alone() {
+    use crate::cache::BlockCache;
+    let model = thousand_keys(|i| vec![i as u8; 100]);
+    let (bytes, meta) = build(&model, 0, &TableOptions::default());
+    let blocks = meta.properties.data_block_count;
+    assert!(blocks > 25, "{blocks} data blocks");
+    let file = ReadFile::new(bytes.clone());
+    let cache = Arc::new(BlockCache::new(4 << 20));
+    let table = Arc::new(
+        Table::open_with(
+            Arc::clone(&file) as Arc<dyn ReadableFile>,
+            PathBuf::from("t"),
+            bytes.len() as u64,
+            TableReadOptions {
+                block_cache: Some((Arc::clone(&cache), 1, 1)),
+                ..TableReadOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let reads = || file.reads.load(Ordering::SeqCst);
+    let opened = reads();
+    let expected = model_entries(&model, None);
+
+    // Two blocks: two reads, no window; both cached.
+    let short: Vec<Entry> = table.iter(None).take(60).map(|e| e.unwrap()).collect();
+    assert_eq!(short, expected[..60]);
+    assert_eq!(reads() - opened, 2);
+    assert_eq!(cache.stats().blocks, 2);
+
+    // The first two blocks come from the cache, and continue the sequence:
+    // windows of 8, 16, 32, 64 KiB from the third block on.
+    let before = reads();
+    let all: Vec<Entry> = table.iter(None).map(|e| e.unwrap()).collect();
+    assert_eq!(all, expected);
+    let scan_reads = reads() - before;
+    assert!(scan_reads <= 5, "{scan_reads} reads for {blocks} blocks");
+    assert_eq!(cache.stats().blocks, 2, "window blocks are not cached");
+
+    // Again: the same windows, read from the file.
+    let before = reads();
+    assert_eq!(table.iter(None).count(), model.len());
+    assert_eq!(reads() - before, scan_reads);
+
+    // A point read caches its block.
+    assert!(table.get(b"key0500", 5).unwrap().is_some());
+    assert_eq!(cache.stats().blocks, 3);
+}

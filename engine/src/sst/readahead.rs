@@ -1,0 +1,306 @@
+//! Reading ahead for a long scan of one table.
+//!
+//! A scan reads a table's data blocks in file order. Without help each block
+//! is its own `pread`: a full scan of 580 MB of 4 KiB blocks is 145k system
+//! calls, each costing more than the copy it makes. [`Readahead`] notices a
+//! scan that keeps reading the next block and from then on reads a window of
+//! the blocks that follow with one call; the next blocks are slices of the
+//! window (no copy). The window starts small (a short scan, such as YCSB-E's,
+//! wastes little) and doubles up to [`MAX_WINDOW`].
+//!
+//! RocksDB does the same for iterators (its "auto readahead": from the third
+//! sequential read, 8 KiB doubling to 256 KiB); LevelDB relies on the OS.
+//!
+//! Blocks served from a window are not put in the block cache: a cached
+//! block that is a slice of a window would keep the whole window alive while
+//! charged for its own size. A scan long enough to read ahead is also the
+//! scan that would otherwise push the point reads' working set out of the
+//! cache (as PostgreSQL's ring buffers and InnoDB's midpoint insertion avoid
+//! for sequential scans). A window lives as long as a block or a value of
+//! it is referenced: about two windows per scanning table iterator, not
+//! charged to the cache.
+
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// Blocks read one after another before the next read fetches a window.
+pub const SEQUENTIAL_BEFORE_READAHEAD: u32 = 2;
+/// The first window, in bytes.
+pub const MIN_WINDOW: usize = 8 << 10;
+/// The largest window, in bytes.
+pub const MAX_WINDOW: usize = 256 << 10;
+
+/// One scan's readahead state over one table (see the module docs).
+///
+/// # Invariants
+/// `window` holds the file's bytes `at..at + window.len()`.
+#[derive(Debug, Default)]
+pub struct Readahead {
+    window: Bytes,
+    at: u64,
+    /// Where a block continuing the sequence would start.
+    next: u64,
+    /// Blocks in the current sequence, each starting where the last ended.
+    sequential: u32,
+    /// The last window's size (0: none yet in this sequence).
+    size: usize,
+}
+
+impl Readahead {
+    /// The file's bytes `offset..offset + len` if the current window holds
+    /// them.
+    pub fn held(&mut self, offset: u64, len: usize) -> Option<Bytes> {
+        let start = usize::try_from(offset.checked_sub(self.at)?).ok()?;
+        let end = start.checked_add(len)?;
+        if end > self.window.len() {
+            return None;
+        }
+        self.next = offset + len as u64;
+        Some(self.window.slice(start..end))
+    }
+
+    /// Counts a block `offset..offset + len` that came from elsewhere (the
+    /// block cache) in the sequence.
+    pub fn pass(&mut self, offset: u64, len: usize) {
+        self.step(offset, len);
+    }
+
+    /// For a block `offset..offset + len` the window does not hold: if this
+    /// block continues a sequence long enough, reads a new window starting
+    /// at it with `read` (`read(buf, offset)` fills `buf` from the file) and
+    /// returns the block's bytes; otherwise `None`, and the caller reads the
+    /// block itself. A window never reaches past `limit` (the end of the
+    /// data blocks) unless the block itself does.
+    ///
+    /// # Errors
+    /// Whatever `read` returns.
+    pub fn fetch(
+        &mut self,
+        offset: u64,
+        len: usize,
+        limit: u64,
+        read: impl FnOnce(&mut [u8], u64) -> Result<()>,
+    ) -> Result<Option<Bytes>> {
+        if !self.step(offset, len) {
+            return Ok(None);
+        }
+        self.size = if self.size == 0 {
+            MIN_WINDOW
+        } else {
+            (self.size * 2).min(MAX_WINDOW)
+        };
+        let want = usize::try_from(limit.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(self.size)
+            .max(len);
+        let mut buf = vec![0; want];
+        read(&mut buf, offset)?;
+        self.window = Bytes::from(buf);
+        self.at = offset;
+        Ok(Some(self.window.slice(..len)))
+    }
+
+    /// Adds a block to the sequence (or starts a new one); whether the next
+    /// read should fetch a window.
+    fn step(&mut self, offset: u64, len: usize) -> bool {
+        if offset == self.next && self.sequential > 0 {
+            self.sequential = self.sequential.saturating_add(1);
+        } else {
+            self.sequential = 1;
+            self.size = 0;
+        }
+        self.next = offset + len as u64;
+        self.sequential > SEQUENTIAL_BEFORE_READAHEAD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    /// A file whose byte at `i` is `i as u8`; records each read.
+    struct File {
+        len: u64,
+        reads: Vec<(u64, usize)>,
+        fail: bool,
+    }
+
+    impl File {
+        fn new(len: u64) -> File {
+            File {
+                len,
+                reads: Vec::new(),
+                fail: false,
+            }
+        }
+
+        fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<()> {
+            self.reads.push((offset, buf.len()));
+            if self.fail {
+                return Err(Error::Io(std::io::Error::other("injected")));
+            }
+            assert!(offset + buf.len() as u64 <= self.len, "read past the end");
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (offset + i as u64) as u8;
+            }
+            Ok(())
+        }
+
+        /// Reads `offset..offset + len` as a table iterator would: from
+        /// the window, else through `fetch`, else a read of its own.
+        fn block(
+            &mut self,
+            ra: &mut Readahead,
+            offset: u64,
+            len: usize,
+            limit: u64,
+        ) -> Result<Vec<u8>> {
+            if let Some(b) = ra.held(offset, len) {
+                return Ok(b.to_vec());
+            }
+            if let Some(b) = ra.fetch(offset, len, limit, |buf, o| self.read(buf, o))? {
+                return Ok(b.to_vec());
+            }
+            let mut buf = vec![0; len];
+            self.read(&mut buf, offset)?;
+            Ok(buf)
+        }
+    }
+
+    fn expect_bytes(buf: &[u8], offset: u64) {
+        for (i, &b) in buf.iter().enumerate() {
+            assert_eq!(
+                b,
+                (offset + i as u64) as u8,
+                "byte {i} of a read at {offset}"
+            );
+        }
+    }
+
+    /// Reads `count` blocks of `block` bytes from `from`, in order.
+    fn scan(ra: &mut Readahead, file: &mut File, from: u64, block: usize, count: usize) {
+        for i in 0..count {
+            let at = from + (i * block) as u64;
+            let got = file.block(ra, at, block, file.len).unwrap();
+            assert_eq!(got.len(), block);
+            expect_bytes(&got, at);
+        }
+    }
+
+    #[test]
+    fn a_long_scan_reads_growing_windows() {
+        let mut file = File::new(4 << 20);
+        let mut ra = Readahead::default();
+        scan(&mut ra, &mut file, 0, 4096, 1024);
+        // Two single blocks, then windows of 8, 16, ..., 256 KiB.
+        let sizes: Vec<usize> = file.reads.iter().map(|r| r.1).collect();
+        assert_eq!(
+            &sizes[..8],
+            &[
+                4096,
+                4096,
+                8 << 10,
+                16 << 10,
+                32 << 10,
+                64 << 10,
+                128 << 10,
+                256 << 10
+            ]
+        );
+        assert!(sizes[8..].iter().all(|&s| s == MAX_WINDOW), "{sizes:?}");
+        // 4 MiB: 512 KiB in the first 8 reads (8 + 504), then 14 windows.
+        assert_eq!(file.reads.len(), 8 + 14);
+        // The reads tile the file.
+        let mut next = 0;
+        for &(at, len) in &file.reads {
+            assert_eq!(at, next);
+            next = at + len as u64;
+        }
+        assert_eq!(next, 4 << 20);
+    }
+
+    #[test]
+    fn a_short_scan_does_not_read_ahead() {
+        let mut file = File::new(1 << 20);
+        let mut ra = Readahead::default();
+        scan(&mut ra, &mut file, 40960, 4096, 2);
+        assert_eq!(file.reads, vec![(40960, 4096), (45056, 4096)]);
+    }
+
+    #[test]
+    fn a_jump_starts_a_new_sequence() {
+        let mut file = File::new(1 << 20);
+        let mut ra = Readahead::default();
+        scan(&mut ra, &mut file, 0, 4096, 3); // the third read is a window
+        assert_eq!(file.reads.last(), Some(&(8192, MIN_WINDOW)));
+        file.reads.clear();
+        scan(&mut ra, &mut file, 500_000, 4096, 3);
+        assert_eq!(
+            file.reads,
+            vec![(500_000, 4096), (504_096, 4096), (508_192, MIN_WINDOW)]
+        );
+    }
+
+    #[test]
+    fn blocks_from_elsewhere_continue_the_sequence() {
+        let mut file = File::new(1 << 20);
+        let mut ra = Readahead::default();
+        // Two blocks found in the block cache, then the third is read with
+        // a window.
+        ra.pass(0, 4096);
+        ra.pass(4096, 4096);
+        scan(&mut ra, &mut file, 8192, 4096, 1);
+        assert_eq!(file.reads, vec![(8192, MIN_WINDOW)]);
+    }
+
+    #[test]
+    fn a_window_stops_at_the_limit_but_not_short_of_a_block() {
+        let mut file = File::new(100_000);
+        let mut ra = Readahead::default();
+        for at in [0, 4000, 8000] {
+            let got = file.block(&mut ra, at, 4000, 10_000).unwrap();
+            expect_bytes(&got, at);
+        }
+        // The third read continues the sequence; its window would reach
+        // past the limit and is cut to the block itself.
+        assert_eq!(file.reads.last(), Some(&(8000, 4000)));
+        let got = file.block(&mut ra, 12_000, 2000, 13_000).unwrap();
+        expect_bytes(&got, 12_000);
+        assert_eq!(file.reads.last(), Some(&(12_000, 2000)));
+    }
+
+    #[test]
+    fn blocks_of_varying_size_straddling_a_window() {
+        let mut file = File::new(1 << 20);
+        let mut ra = Readahead::default();
+        let mut at = 0u64;
+        for i in 0..200usize {
+            let len = 1000 + (i * 337) % 5000;
+            let got = file.block(&mut ra, at, len, file.len).unwrap();
+            assert_eq!(got.len(), len);
+            expect_bytes(&got, at);
+            at += len as u64;
+        }
+        assert!(file.reads.len() < 20, "{} reads", file.reads.len());
+    }
+
+    #[test]
+    fn a_failed_window_read_is_not_served_later() {
+        let mut file = File::new(1 << 20);
+        let mut ra = Readahead::default();
+        // Two blocks, then a window of 8 KiB at 8192 (blocks 3 and 4).
+        scan(&mut ra, &mut file, 0, 4096, 4);
+        assert_eq!(file.reads.len(), 3);
+        file.fail = true;
+        assert!(file.block(&mut ra, 16_384, 4096, file.len).is_err());
+        assert_eq!(file.reads.last(), Some(&(16_384, 16 << 10)));
+        file.fail = false;
+        file.reads.clear();
+        // The retry reads the file again and gets the file's bytes.
+        let got = file.block(&mut ra, 16_384, 4096, file.len).unwrap();
+        expect_bytes(&got, 16_384);
+        assert_eq!(file.reads.len(), 1);
+    }
+}
