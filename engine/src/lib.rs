@@ -29,6 +29,7 @@ pub mod flush;
 pub mod fs;
 mod locks;
 pub mod manifest;
+pub mod mem;
 pub mod memtable;
 pub mod merge;
 pub mod options;

@@ -60,8 +60,10 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering as AtomicOrd
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use memmap2::MmapMut;
 
 use crate::coding::{encode_varint, varint_len};
+use crate::mem::MAP_AT_LEAST;
 use crate::merge::Entry;
 
 /// A sequence number. Every write operation has its own; larger is newer.
@@ -76,9 +78,8 @@ pub enum Value {
     Delete,
 }
 
-/// Bytes of one arena chunk. At least 128 KiB, so glibc serves it with
-/// `mmap` (until its dynamic threshold rises) and the pages go back to the OS
-/// when the table drops.
+/// Bytes of one arena chunk. Chunks are mapped (see `mem.rs`), so their
+/// pages go back to the OS when the table drops.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// Nodes larger than this get a chunk of their own (the current chunk keeps
@@ -134,6 +135,9 @@ struct Chunk {
     ptr: *mut Word,
     /// Capacity in words.
     words: usize,
+    /// The anonymous mapping that holds the block; `None`: the block is a
+    /// leaked `Vec<Word>` (a small chunk, or a failed mapping).
+    map: Option<MmapMut>,
 }
 
 // SAFETY: a `Chunk` owns its block exclusively (like a `Box<[Word]>`); the
@@ -145,10 +149,22 @@ impl Chunk {
     /// A chunk of at least `bytes` bytes (uninitialised: nodes are written
     /// before anything reads them).
     fn new(bytes: usize) -> Chunk {
-        let mut v = ManuallyDrop::new(Vec::<Word>::with_capacity(bytes.div_ceil(ALIGN)));
+        let words = bytes.div_ceil(ALIGN);
+        if words * ALIGN >= MAP_AT_LEAST {
+            if let Ok(mut map) = MmapMut::map_anon(words * ALIGN) {
+                // A mapping is page-aligned, so aligned for `Word`.
+                return Chunk {
+                    ptr: map.as_mut_ptr().cast::<Word>(),
+                    words,
+                    map: Some(map),
+                };
+            }
+        }
+        let mut v = ManuallyDrop::new(Vec::<Word>::with_capacity(words));
         Chunk {
             ptr: v.as_mut_ptr(),
             words: v.capacity(),
+            map: None,
         }
     }
 
@@ -159,6 +175,9 @@ impl Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
+        if self.map.is_some() {
+            return; // unmapped when `map` drops
+        }
         // SAFETY: `ptr` and `words` are the pointer and capacity of a
         // `Vec<Word>` leaked in `Chunk::new`, freed only here; length 0, as
         // `Word` has no drop glue. The table (and so every reader) is gone.

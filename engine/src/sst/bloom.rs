@@ -55,7 +55,10 @@
 //! it rejects a blocked filter as corruption (probe count out of range), so
 //! tables written now must not be opened by older builds.
 
+use bytes::Bytes;
+
 use super::DecodeError;
+use crate::mem::{Buffer, MAP_AT_LEAST};
 
 /// Fewest bits in a filter (so tiny tables still filter well).
 const MIN_BITS: u64 = 64;
@@ -186,10 +189,15 @@ struct Block([u8; BLOCK_LEN]);
 impl Block {
     /// Bit `bit` (0..512; larger ones read as set).
     fn get(&self, bit: usize) -> bool {
-        self.0
-            .get(bit >> 3)
-            .is_none_or(|b| b & (1 << (bit & 7)) != 0)
+        block_bit(&self.0, bit)
     }
+}
+
+/// Bit `bit` of a block's bytes (0..512; larger ones read as set).
+fn block_bit(block: &[u8], bit: usize) -> bool {
+    block
+        .get(bit >> 3)
+        .is_none_or(|b| b & (1 << (bit & 7)) != 0)
 }
 
 /// Key hashes a [`BloomBuilder`] keeps per chunk (64 KiB).
@@ -247,10 +255,12 @@ impl BloomBuilder {
     /// The filter's bytes in the blocked layout (bit array, then the tag
     /// `0x40 | k`), without the block trailer.
     #[must_use]
-    pub fn finish(self) -> Vec<u8> {
+    pub fn finish(self) -> Buffer {
         let nblocks = block_count(self.len(), self.bits_per_key);
         let k = probes_for(self.bits_per_key);
-        let mut out = vec![0u8; nblocks as usize * BLOCK_LEN + PROBES_LEN];
+        // Mapped when large: see `mem.rs`.
+        let mut buf = Buffer::zeroed(nblocks as usize * BLOCK_LEN + PROBES_LEN);
+        let out = &mut buf[..];
         for h in self.hashes() {
             let start = block_index(h, nblocks) * BLOCK_LEN;
             if let Some(block) = out.get_mut(start..start + BLOCK_LEN) {
@@ -264,7 +274,7 @@ impl BloomBuilder {
         if let Some(last) = out.last_mut() {
             *last = BLOCKED | k;
         }
-        out
+        buf
     }
 
     /// The filter's bytes in the flat layout older writers produced (bit
@@ -294,6 +304,10 @@ impl BloomBuilder {
 enum Bits {
     /// One cache line per key; never empty, at most `MAX_BLOCKS` blocks.
     Blocked(Vec<Block>),
+    /// The blocked layout, in a mapping of its own (a large filter, see
+    /// `mem.rs`; page-aligned, so each block is a cache line): whole
+    /// blocks, never empty.
+    BlockedMapped(Bytes),
     /// The older layout; never empty.
     Flat(Vec<u8>),
 }
@@ -342,6 +356,15 @@ impl BloomFilter {
                 ),
             ));
         }
+        if bits.len() >= MAP_AT_LEAST {
+            let copy = Buffer::copy_of(bits);
+            if copy.is_mapped() {
+                return Ok(BloomFilter {
+                    bits: Bits::BlockedMapped(copy.into_bytes()),
+                    k,
+                });
+            }
+        }
         let blocks = bits
             .chunks_exact(BLOCK_LEN)
             .map(|c| {
@@ -369,6 +392,13 @@ impl BloomFilter {
                 };
                 block_probes(h, self.k).all(|bit| block.get(bit))
             }
+            Bits::BlockedMapped(bits) => {
+                let i = block_index(h, (bits.len() / BLOCK_LEN) as u64);
+                let Some(block) = bits.get(i * BLOCK_LEN..(i + 1) * BLOCK_LEN) else {
+                    return true;
+                };
+                block_probes(h, self.k).all(|bit| block_bit(block, bit))
+            }
             Bits::Flat(bits) => {
                 let nbits = bits.len() as u64 * 8;
                 flat_probes(h, self.k, nbits).all(|bit| {
@@ -385,6 +415,7 @@ impl BloomFilter {
     pub fn size(&self) -> usize {
         match &self.bits {
             Bits::Blocked(blocks) => blocks.len() * BLOCK_LEN,
+            Bits::BlockedMapped(bits) => bits.len(),
             Bits::Flat(bits) => bits.len(),
         }
     }
@@ -399,7 +430,7 @@ impl BloomFilter {
     /// rather than the flat one of older tables.
     #[must_use]
     pub fn is_blocked(&self) -> bool {
-        matches!(self.bits, Bits::Blocked(_))
+        matches!(self.bits, Bits::Blocked(_) | Bits::BlockedMapped(_))
     }
 }
 
@@ -416,7 +447,7 @@ mod tests {
     }
 
     fn filter(keys: &[&[u8]], bits: u32) -> Vec<u8> {
-        builder(keys, bits).finish()
+        builder(keys, bits).finish().to_vec()
     }
 
     /// xorshift64*: deterministic random keys.
@@ -735,5 +766,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A large filter is held in a mapping of its own (see `mem.rs`) and
+    /// answers exactly as the same bits held as cache-line blocks.
+    #[test]
+    fn a_large_filter_is_mapped_and_answers_the_same() {
+        let keys = random_keys(29, 120_000);
+        let bytes = filter(&refs(&keys), 10);
+        assert!(bytes.len() > MAP_AT_LEAST, "{} bytes", bytes.len());
+        let mapped = BloomFilter::decode(&bytes).unwrap();
+        let Bits::BlockedMapped(bits) = &mapped.bits else {
+            panic!("not mapped")
+        };
+        assert_eq!(bits.as_ptr() as usize % 64, 0, "blocks are cache lines");
+        assert!(mapped.is_blocked());
+        assert_eq!(mapped.size(), bytes.len() - PROBES_LEN);
+        let blocks = bytes[..bytes.len() - PROBES_LEN]
+            .chunks_exact(BLOCK_LEN)
+            .map(|c| {
+                let mut b = Block([0; BLOCK_LEN]);
+                b.0.copy_from_slice(c);
+                b
+            })
+            .collect();
+        let heap = BloomFilter {
+            bits: Bits::Blocked(blocks),
+            k: mapped.k,
+        };
+        assert!(keys.iter().all(|k| mapped.may_contain(k)));
+        let others = random_keys(31, 50_000);
+        let mut false_positives = 0;
+        for k in &others {
+            assert_eq!(mapped.may_contain(k), heap.may_contain(k));
+            false_positives += usize::from(mapped.may_contain(k));
+        }
+        // About 1% at 10 bits per key; the probes must not all be set.
+        assert!(false_positives < 1500, "{false_positives}");
     }
 }

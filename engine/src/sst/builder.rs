@@ -308,7 +308,10 @@ impl TableBuilder {
         if !self.block.is_empty() {
             self.flush_data_block()?;
         }
-        let filter = self.bloom.take().map(|b| self.write_block(&b.finish()));
+        let filter = match self.bloom.take() {
+            Some(b) => Some(self.write_block(&b.finish())?),
+            None => None,
+        };
         let t = &self.totals;
         let properties = TableProperties {
             format_version: FORMAT_VERSION,
@@ -323,9 +326,9 @@ impl TableBuilder {
             smallest_key: first.user_key.clone(),
             largest_key: last_key.clone(),
         };
-        let props_handle = self.write_block(&properties.encode());
+        let props_handle = self.write_block(&properties.encode())?;
         let index = std::mem::take(&mut self.index).finish();
-        let index_handle = self.write_block(&index);
+        let index_handle = self.write_block(&index)?;
         let footer = Footer {
             index: index_handle,
             filter,
@@ -365,7 +368,7 @@ impl TableBuilder {
             &mut self.block,
             BlockBuilder::new(self.opts.restart_interval),
         );
-        let handle = self.write_block(&block.finish());
+        let handle = self.write_block(&block.finish())?;
         self.index.add(&self.last_key, handle);
         self.totals.data_blocks += 1;
         if self.out.len() >= WRITE_BUFFER {
@@ -374,17 +377,29 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Buffers `contents` and its trailer at the current offset.
-    fn write_block(&mut self, contents: &[u8]) -> BlockHandle {
+    /// Writes `contents` and its trailer at the current offset: buffered,
+    /// or, for a block of [`WRITE_BUFFER`] bytes or more (a large filter or
+    /// index, a large value), handed to the file at once, so `out` stays
+    /// small (a large buffer freed would raise glibc's mmap threshold, see
+    /// `mem.rs`).
+    fn write_block(&mut self, contents: &[u8]) -> Result<BlockHandle> {
         let handle = BlockHandle {
             offset: self.offset,
             size: contents.len() as u64,
         };
+        if contents.len() >= WRITE_BUFFER {
+            self.flush_out()?;
+            if let Err(e) = self.file.append(contents) {
+                self.failed = true;
+                return Err(e.into());
+            }
+        } else {
+            self.out.extend_from_slice(contents);
+        }
         let before = self.out.len();
-        self.out.extend_from_slice(contents);
         write_trailer(contents, &mut self.out);
-        self.offset += (self.out.len() - before) as u64;
-        handle
+        self.offset += (contents.len() + self.out.len() - before) as u64;
+        Ok(handle)
     }
 
     fn flush_out(&mut self) -> Result<()> {

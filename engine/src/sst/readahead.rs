@@ -23,6 +23,7 @@
 use bytes::Bytes;
 
 use crate::error::Result;
+use crate::mem::Buffer;
 
 /// Blocks read one after another before the next read fetches a window.
 pub const SEQUENTIAL_BEFORE_READAHEAD: u32 = 2;
@@ -94,9 +95,9 @@ impl Readahead {
             .unwrap_or(usize::MAX)
             .min(self.size)
             .max(len);
-        let mut buf = vec![0; want];
+        let mut buf = Buffer::zeroed(want);
         read(&mut buf, offset)?;
-        self.window = Bytes::from(buf);
+        self.window = buf.into_bytes();
         self.at = offset;
         Ok(Some(self.window.slice(..len)))
     }

@@ -43,6 +43,7 @@ use super::{corruption, DecodeError};
 use crate::cache::{BlockCache, BlockKey, Pinned};
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
+use crate::mem::Buffer;
 use crate::memtable::{SeqNo, Value};
 use crate::merge::{Entry, Source};
 
@@ -110,12 +111,6 @@ fn read_exact(file: &dyn ReadableFile, path: &Path, buf: &mut [u8], offset: u64)
     })
 }
 
-/// Allocates a buffer of `len` bytes, where `len` was checked against the
-/// file size by the caller.
-fn buffer(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
-    Ok(vec![0u8; block_len(path, offset, len)?])
-}
-
 /// `len` (checked against the file size by the caller) as a buffer length.
 fn block_len(path: &Path, offset: u64, len: u64) -> Result<usize> {
     usize::try_from(len)
@@ -179,9 +174,10 @@ impl Table {
 
         // The filter, when read, is the first metadata block.
         let meta_at = if read.skip_filter { props_at } else { data_end };
-        let mut meta = buffer(&path, meta_at, footer_at - meta_at)?;
+        // Mapped when large (see `mem.rs`), like the index copy below.
+        let mut meta = Buffer::zeroed(block_len(&path, meta_at, footer_at - meta_at)?);
         read_exact(file.as_ref(), &path, &mut meta, meta_at)?;
-        let meta = Bytes::from(meta);
+        let meta = meta.into_bytes();
         // A metadata block's verified contents; handles of the blocks read
         // lie inside `meta` by the layout checks above.
         let contents = |h: BlockHandle| -> Result<Bytes> {
@@ -230,7 +226,7 @@ impl Table {
         // charged. With the filter read, the index gets its own copy.
         let index_bytes = contents(footer.index)?;
         let index_bytes = if meta_at < props_at {
-            Bytes::copy_from_slice(&index_bytes)
+            Buffer::copy_of(&index_bytes).into_bytes()
         } else {
             index_bytes
         };
