@@ -39,8 +39,9 @@ pub const BUFFER_ALIGN: usize = 128;
 /// Buffers larger than this are not kept for reuse.
 const MAX_POOLED: usize = 64 << 10;
 
-/// Buffers at most kept for reuse (per cache, all sizes together).
-const POOL_MAX: usize = 64;
+/// Bytes of free buffers a pool keeps at most (all sizes together); a
+/// cache reserves a 64th of its budget at most for its pool.
+pub const POOL_BYTES: usize = 256 << 10;
 
 /// Buffers of data blocks no longer used (evicted from the cache and
 /// released by every reader), kept for the next block read.
@@ -54,9 +55,20 @@ const POOL_MAX: usize = 64;
 /// arena). A new buffer is also zeroed, and a free merges the chunk with its
 /// neighbours in the heap, memory no longer in the CPU cache. Reusing the
 /// buffers of evicted blocks, by size class, avoids all three.
-#[derive(Debug, Default)]
+///
+/// The free buffers are part of the cache's budget: the cache reserves the
+/// pool's limit (see [`BlockCache::new`]).
+#[derive(Debug)]
 pub struct BufferPool {
     free: Mutex<PoolLists>,
+    /// Bytes of free buffers kept at most.
+    limit: usize,
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        BufferPool::with_limit(POOL_BYTES)
+    }
 }
 
 /// Free buffers by size class (`capacity / BUFFER_ALIGN - 1`).
@@ -64,6 +76,8 @@ pub struct BufferPool {
 struct PoolLists {
     by_class: Vec<Vec<Vec<u8>>>,
     count: usize,
+    /// Capacity of the free buffers, in bytes.
+    bytes: usize,
 }
 
 /// The size class of a buffer of `len` bytes, if it is pooled: buffers of
@@ -73,6 +87,15 @@ fn class_of(len: usize) -> Option<usize> {
 }
 
 impl BufferPool {
+    /// A pool keeping at most `limit` bytes of free buffers.
+    #[must_use]
+    pub fn with_limit(limit: usize) -> Self {
+        BufferPool {
+            free: Mutex::default(),
+            limit,
+        }
+    }
+
     /// A buffer of `len` bytes, allocated in whole size classes: a released
     /// one of the same class if there is one (its old bytes are left for
     /// the caller to overwrite).
@@ -81,6 +104,7 @@ impl BufferPool {
             let mut free = lock(&self.free);
             let buf = free.by_class.get_mut(c)?.pop()?;
             free.count -= 1;
+            free.bytes -= buf.capacity();
             Some(buf)
         });
         let mut buf =
@@ -109,7 +133,7 @@ impl BufferPool {
             return;
         };
         let mut free = lock(&self.free);
-        if free.count == POOL_MAX {
+        if free.bytes + cap > self.limit {
             return; // freed
         }
         if free.by_class.len() <= c {
@@ -117,11 +141,17 @@ impl BufferPool {
         }
         free.by_class[c].push(buf);
         free.count += 1;
+        free.bytes += cap;
     }
 
     /// Buffers free now.
     pub fn len(&self) -> usize {
         lock(&self.free).count
+    }
+
+    /// Bytes of the free buffers.
+    pub fn bytes(&self) -> usize {
+        lock(&self.free).bytes
     }
 
     /// Whether no buffer is free.
@@ -188,7 +218,8 @@ pub struct BlockCache {
 pub struct BlockCacheStats {
     /// The budget in bytes.
     pub capacity: usize,
-    /// Bytes charged now: cached data blocks plus pinned metadata.
+    /// Bytes charged now: cached data blocks, pinned metadata and the
+    /// buffer pool's free buffers.
     pub usage: usize,
     /// Bytes of index and filter blocks pinned by open tables.
     pub pinned: usize,
@@ -205,9 +236,15 @@ pub struct BlockCacheStats {
 impl BlockCache {
     /// A cache of `capacity` bytes; 0 caches nothing (every read goes to
     /// the file) but still accounts pinned metadata.
+    ///
+    /// Up to a 64th of `capacity` (at most [`POOL_BYTES`]) is reserved
+    /// for the free buffers of its [`BufferPool`]; data blocks get the rest,
+    /// less the pinned metadata.
     pub fn new(capacity: usize) -> Self {
+        let buffers = Arc::new(BufferPool::with_limit((capacity / 64).min(POOL_BYTES)));
+        let data = capacity - buffers.limit;
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Lru::new(capacity / SHARDS)))
+            .map(|_| Mutex::new(Lru::new(data / SHARDS)))
             .collect();
         BlockCache {
             shards,
@@ -215,7 +252,7 @@ impl BlockCache {
             pinned: AtomicUsize::new(0),
             resize: Mutex::new(()),
             next_namespace: AtomicU64::new(1),
-            buffers: Arc::default(),
+            buffers,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
@@ -287,6 +324,7 @@ impl BlockCache {
         let _serial = lock(&self.resize);
         let per_shard = self
             .capacity
+            .saturating_sub(self.buffers.limit)
             .saturating_sub(self.pinned.load(Ordering::Acquire))
             / SHARDS;
         for shard in self.shards.iter() {
@@ -306,7 +344,7 @@ impl BlockCache {
         let pinned = self.pinned.load(Ordering::Acquire);
         BlockCacheStats {
             capacity: self.capacity,
-            usage: usage + pinned,
+            usage: usage + pinned + self.buffers.bytes(),
             pinned,
             blocks,
             hits: self.hits.load(Ordering::Relaxed),

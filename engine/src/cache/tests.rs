@@ -142,13 +142,43 @@ fn blocks_of_another_class_get_a_new_buffer() {
 }
 
 #[test]
-fn the_pool_keeps_a_bounded_number_of_buffers() {
-    let pool = Arc::new(BufferPool::default());
-    let held: Vec<Bytes> = (0..POOL_MAX + 10)
+fn the_pool_keeps_a_bounded_number_of_bytes() {
+    let pool = Arc::new(BufferPool::with_limit(100_000));
+    let held: Vec<Bytes> = (0..200)
         .map(|i| pool.share(pool.take(1000 + i * 300)))
         .collect();
     drop(held);
-    assert_eq!(pool.len(), POOL_MAX);
+    assert!(pool.bytes() <= 100_000, "{}", pool.bytes());
+    assert!(pool.bytes() > 100_000 - MAX_POOLED, "{}", pool.bytes());
+    // Taking a buffer gives its bytes back to the limit.
+    let kept = pool.len();
+    let buf = pool.take(1000);
+    assert_eq!(pool.len(), kept - 1);
+    drop(pool.share(buf));
+    assert_eq!(pool.len(), kept);
+}
+
+/// The pool's free buffers are part of the cache's budget: blocks, pinned
+/// metadata and free buffers together stay within it.
+#[test]
+fn the_pool_is_reserved_out_of_the_cache_budget() {
+    let cap = 4 << 20;
+    let cache = Arc::new(BlockCache::new(cap));
+    let reserve = cap / 64;
+    for i in 0..2000u64 {
+        cache.insert(key(1, i * 4096), block(1, 4000));
+    }
+    let s = cache.stats();
+    assert!(s.usage <= cap - reserve, "{s:?}");
+    // Released buffers fill the pool up to the reserve.
+    let held: Vec<Bytes> = (0..100)
+        .map(|_| cache.buffers().share(cache.buffers().take(4101)))
+        .collect();
+    drop(held);
+    let s = cache.stats();
+    assert!(cache.buffers().bytes() <= reserve);
+    assert!(cache.buffers().bytes() > reserve / 2);
+    assert!(s.usage <= cap, "{s:?}");
 }
 
 #[test]
