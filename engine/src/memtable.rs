@@ -78,8 +78,9 @@ pub enum Value {
     Delete,
 }
 
-/// Bytes of one arena chunk. Chunks are mapped (see `mem.rs`), so their
-/// pages go back to the OS when the table drops.
+/// Bytes of one arena chunk. Chunks of 128 KiB or more (this size, and
+/// large single nodes) are anonymous mappings (see `mem.rs`; the heap if a
+/// mapping fails), so their pages go back to the OS when the table drops.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// Nodes larger than this get a chunk of their own (the current chunk keeps

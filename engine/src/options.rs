@@ -54,7 +54,9 @@ pub struct Options {
     pub manifest_rollover_size: u64,
     /// Byte budget of the block cache (default 32 MiB): cached data blocks
     /// plus the index and filter blocks of every open table, which stay
-    /// charged while the table is open. 0 caches no data block.
+    /// charged while the table is open, plus a reserve of a 64th (at most
+    /// 256 KiB) for free block buffers kept for reuse. 0 caches no data
+    /// block. Long scans read ahead outside the cache.
     pub block_cache_size: usize,
     /// Most table files kept open (default 1,000; at least 1): the least
     /// recently used table is closed beyond it and reopened on demand.

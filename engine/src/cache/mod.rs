@@ -5,8 +5,9 @@
 //! # Budget
 //! The block cache's capacity is one number of bytes. Every open table
 //! *pins* its index and bloom filter against it ([`BlockCache::pin`]) for as
-//! long as the table is open; data blocks share what is left and are
-//! evicted least recently used first. Pinned bytes are never evicted (a
+//! long as the table is open, and the [`BufferPool`]'s free buffers have a
+//! reserve of a 64th of it (at most [`POOL_BYTES`]); data blocks share what
+//! is left and are evicted least recently used first. Pinned bytes are never evicted (a
 //! table cannot be read without them), so when open tables' metadata alone
 //! exceeds the budget no data block stays cached; the table cache's
 //! `max_open_files` bounds how much can be pinned.

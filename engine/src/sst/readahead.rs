@@ -17,8 +17,8 @@
 //! scan that would otherwise push the point reads' working set out of the
 //! cache (as PostgreSQL's ring buffers and InnoDB's midpoint insertion avoid
 //! for sequential scans). A window lives as long as a block or a value of
-//! it is referenced: about two windows per scanning table iterator, not
-//! charged to the cache.
+//! it is referenced: about two windows per table iterator while it scans
+//! (none once it is done), not charged to the cache.
 
 use bytes::Bytes;
 
@@ -100,6 +100,12 @@ impl Readahead {
         self.window = buf.into_bytes();
         self.at = offset;
         Ok(Some(self.window.slice(..len)))
+    }
+
+    /// Bytes of the window held.
+    #[cfg(test)]
+    pub fn window_len(&self) -> usize {
+        self.window.len()
     }
 
     /// Adds a block to the sequence (or starts a new one); whether the next

@@ -387,8 +387,9 @@ impl Table {
     }
 
     /// An iterator over every version of every key `>= start` (all keys if
-    /// `None`), in internal-key order, reading one data block at a time.
-    /// Nothing is read until the first `next`.
+    /// `None`), in internal-key order, holding one data block at a time (a
+    /// long scan reads ahead, see `readahead.rs`). Nothing is read until the
+    /// first `next`.
     #[must_use]
     pub fn iter(self: &Arc<Self>, start: Option<&[u8]>) -> TableIter {
         self.iter_with(start, true)
@@ -414,8 +415,9 @@ impl Table {
     }
 
     /// Reads and checks one data block (CRC, compression type, restart
-    /// array). Every data block read goes through here: the seam for the
-    /// block cache.
+    /// array), through the block cache. A table iterator reads through
+    /// `read_block_via`, which may serve the block from its readahead
+    /// window instead (not cached).
     ///
     /// # Errors
     /// [`Error::Corruption`] for a handle outside the file or a bad block;
@@ -484,7 +486,10 @@ impl Table {
         let read = |buf: &mut [u8], offset| read_exact(self.file.as_ref(), &self.path, buf, offset);
         if let Some(ra) = readahead {
             // A window's blocks stay out of the cache (see `readahead.rs`).
-            if let Some(raw) = ra.fetch(handle.offset, len, self.data_end, read)? {
+            // A window that fails to read (a bad sector ahead) does not end
+            // the scan here: this block is read alone below, and its own
+            // error, if any, is the one reported.
+            if let Ok(Some(raw)) = ra.fetch(handle.offset, len, self.data_end, read) {
                 return self.decode_block(handle, raw);
             }
         }
@@ -558,7 +563,8 @@ fn decode_entry(it: &BlockIter, keys: &mut BytesMut) -> std::result::Result<Entr
 #[derive(Debug)]
 pub struct TableIter {
     table: Arc<Table>,
-    /// Whether blocks read from the file go into the block cache.
+    /// Whether blocks read from the file one at a time go into the block
+    /// cache (blocks of a readahead window never do).
     fill_cache: bool,
     /// Reading ahead once the scan reads block after block from the file.
     readahead: Readahead,
@@ -578,6 +584,12 @@ pub struct TableIter {
 }
 
 impl TableIter {
+    /// Bytes of readahead window the iterator holds.
+    #[cfg(test)]
+    pub(crate) fn window_bytes(&self) -> usize {
+        self.readahead.window_len()
+    }
+
     fn index_error(&self, e: DecodeError) -> Error {
         e.at(&self.table.path, self.table.footer.index.offset)
     }
@@ -586,7 +598,10 @@ impl TableIter {
     /// `target`, or its first entry). `false` past the last block.
     fn load_block(&mut self, target: Option<&[u8]>) -> Result<bool> {
         let Some(h) = self.index.handle().map_err(|e| self.index_error(e))? else {
+            // Past the last block: a finished iterator (a merge keeps it
+            // until the scan ends) holds no window.
             self.block = None;
+            self.readahead = Readahead::default();
             return Ok(false);
         };
         let block = self
@@ -668,6 +683,7 @@ impl Iterator for TableIter {
             Err(e) => {
                 self.done = true;
                 self.block = None;
+                self.readahead = Readahead::default();
                 Some(Err(e))
             }
         }

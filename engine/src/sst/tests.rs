@@ -915,12 +915,63 @@ fn a_long_scan_reads_ahead_and_leaves_the_cache_alone() {
     assert!(scan_reads <= 5, "{scan_reads} reads for {blocks} blocks");
     assert_eq!(cache.stats().blocks, 2, "window blocks are not cached");
 
-    // Again: the same windows, read from the file.
+    // Again: the same windows, read from the file. The iterator holds a
+    // window while it scans, and none once it is done (a merge keeps
+    // finished sources until the scan ends).
     let before = reads();
-    assert_eq!(table.iter(None).count(), model.len());
+    let mut it = table.iter(None);
+    let mut count = 0;
+    while let Some(e) = it.next() {
+        e.unwrap();
+        count += 1;
+        if count == 900 {
+            assert!(it.window_bytes() > 0);
+        }
+    }
+    assert_eq!(count, model.len());
     assert_eq!(reads() - before, scan_reads);
+    assert_eq!(it.window_bytes(), 0, "a finished iterator holds no window");
 
     // A point read caches its block.
     assert!(table.get(b"key0500", 5).unwrap().is_some());
     assert_eq!(cache.stats().blocks, 3);
+}
+
+/// A window that fails to read (a bad sector ahead of the scan) does not
+/// end the scan: each block is then read alone, and every entry comes back.
+#[test]
+fn a_failed_window_read_falls_back_to_single_blocks() {
+    #[derive(Debug)]
+    struct NoLongReads(Vec<u8>, AtomicUsize);
+    impl ReadableFile for NoLongReads {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            // The footer and metadata reads at open are let through.
+            if buf.len() > 5000 && offset < 100_000 {
+                self.1.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::other("injected: bad sector ahead"));
+            }
+            let start = usize::try_from(offset).unwrap();
+            let n = buf.len().min(self.0.len().saturating_sub(start));
+            buf[..n].copy_from_slice(&self.0[start..start + n]);
+            Ok(n)
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.0.len() as u64)
+        }
+    }
+    let model = thousand_keys(|i| vec![i as u8; 100]);
+    let (bytes, _) = build(&model, 0, &TableOptions::default());
+    assert!(bytes.len() > 100_000);
+    let file = Arc::new(NoLongReads(bytes.clone(), AtomicUsize::new(0)));
+    let table = Arc::new(
+        Table::open(
+            Arc::clone(&file) as Arc<dyn ReadableFile>,
+            PathBuf::from("t"),
+            bytes.len() as u64,
+        )
+        .unwrap(),
+    );
+    let all: Vec<Entry> = table.iter(None).map(|e| e.unwrap()).collect();
+    assert_eq!(all, model_entries(&model, None));
+    assert!(file.1.load(Ordering::SeqCst) > 0, "windows were tried");
 }
