@@ -312,14 +312,34 @@ enum Bits {
     Flat(Vec<u8>),
 }
 
-/// A decoded bloom filter. `Send + Sync`; immutable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A decoded bloom filter. `Send + Sync`; immutable. Two filters are equal
+/// when they have the same layout, probe count and bits, however held.
+#[derive(Debug, Clone)]
 pub struct BloomFilter {
     bits: Bits,
     k: u8,
 }
 
+impl PartialEq for BloomFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.k == other.k
+            && self.is_blocked() == other.is_blocked()
+            && self.bit_bytes() == other.bit_bytes()
+    }
+}
+
+impl Eq for BloomFilter {}
+
 impl BloomFilter {
+    /// The bit array's bytes (a copy for blocks held as cache lines).
+    fn bit_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.bits {
+            Bits::Blocked(blocks) => blocks.iter().flat_map(|b| b.0).collect(),
+            Bits::BlockedMapped(bits) => bits[..].into(),
+            Bits::Flat(bits) => bits[..].into(),
+        }
+    }
+
     /// Decodes filter bytes (without the block trailer), in either layout.
     ///
     /// # Errors
@@ -794,6 +814,7 @@ mod tests {
             bits: Bits::Blocked(blocks),
             k: mapped.k,
         };
+        assert_eq!(mapped, heap, "the same bits, however held");
         assert!(keys.iter().all(|k| mapped.may_contain(k)));
         let others = random_keys(31, 50_000);
         let mut false_positives = 0;
