@@ -61,12 +61,6 @@ impl Readahead {
         Some(self.window.slice(start..end))
     }
 
-    /// Counts a block `offset..offset + len` that came from elsewhere (the
-    /// block cache) in the sequence.
-    pub fn pass(&mut self, offset: u64, len: usize) {
-        self.step(offset, len);
-    }
-
     /// For a block `offset..offset + len` the window does not hold: if this
     /// block continues a sequence long enough, reads a new window starting
     /// at it with `read` (`read(buf, offset)` fills `buf` from the file) and
@@ -83,7 +77,7 @@ impl Readahead {
         limit: u64,
         read: impl FnOnce(&mut [u8], u64) -> Result<()>,
     ) -> Result<Option<Bytes>> {
-        if !self.step(offset, len) {
+        if !self.pass(offset, len) {
             return Ok(None);
         }
         self.size = if self.size == 0 {
@@ -108,9 +102,10 @@ impl Readahead {
         self.window.len()
     }
 
-    /// Adds a block to the sequence (or starts a new one); whether the next
-    /// read should fetch a window.
-    fn step(&mut self, offset: u64, len: usize) -> bool {
+    /// Counts block `offset..offset + len` in the sequence (or starts a new
+    /// one): a block from elsewhere (the block cache), or one about to be
+    /// read; whether a read of it should fetch a window.
+    pub fn pass(&mut self, offset: u64, len: usize) -> bool {
         if offset == self.next && self.sequential > 0 {
             self.sequential = self.sequential.saturating_add(1);
         } else {

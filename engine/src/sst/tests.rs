@@ -153,6 +153,12 @@ fn build(model: &Model, partition: u64, opts: &TableOptions) -> (Vec<u8>, TableM
     (bytes, meta)
 }
 
+/// Opens the whole of `file` as a table (it must be a valid one).
+fn open_file(file: Arc<dyn ReadableFile>) -> Arc<Table> {
+    let size = file.len().unwrap();
+    Arc::new(Table::open(file, PathBuf::from("t"), size).unwrap())
+}
+
 fn open(bytes: &[u8]) -> crate::error::Result<Arc<Table>> {
     let file = ReadFile::new(bytes.to_vec());
     Table::open(file, PathBuf::from("test.sst"), bytes.len() as u64).map(Arc::new)
@@ -812,14 +818,7 @@ fn the_table_iterator_is_a_source_and_streams() {
     let (bytes, meta) = build(&model, 0, &TableOptions::default());
     assert!(meta.properties.data_block_count > 40);
     let file = ReadFile::new(bytes.clone());
-    let table = Arc::new(
-        Table::open(
-            Arc::clone(&file) as Arc<dyn ReadableFile>,
-            PathBuf::from("t"),
-            bytes.len() as u64,
-        )
-        .unwrap(),
-    );
+    let table = open_file(Arc::clone(&file) as Arc<dyn ReadableFile>);
     let before = file.reads.load(Ordering::SeqCst);
     let mut it: Box<dyn Source> = Box::new(table.iter(Some(b"01000")));
     assert_eq!(file.reads.load(Ordering::SeqCst), before, "lazy");
@@ -963,14 +962,7 @@ fn a_failed_window_read_falls_back_to_single_blocks() {
     let (bytes, _) = build(&model, 0, &TableOptions::default());
     assert!(bytes.len() > 100_000);
     let file = Arc::new(NoLongReads(bytes.clone(), AtomicUsize::new(0)));
-    let table = Arc::new(
-        Table::open(
-            Arc::clone(&file) as Arc<dyn ReadableFile>,
-            PathBuf::from("t"),
-            bytes.len() as u64,
-        )
-        .unwrap(),
-    );
+    let table = open_file(Arc::clone(&file) as Arc<dyn ReadableFile>);
     let all: Vec<Entry> = table.iter(None).map(|e| e.unwrap()).collect();
     assert_eq!(all, model_entries(&model, None));
     assert!(file.1.load(Ordering::SeqCst) > 0, "windows were tried");
