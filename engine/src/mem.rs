@@ -12,8 +12,10 @@
 //!
 //! The engine's large buffers are mapped here instead (anonymous, private
 //! mappings from `memmap2`): they are returned to the OS when dropped,
-//! whichever thread drops them, and glibc never sees them. A mapping that
-//! fails falls back to the heap.
+//! whichever thread drops them, and glibc never sees them (a scan's
+//! readahead windows reuse one spare mapping until the scan of that table
+//! ends, see `sst/readahead.rs`). A mapping that fails falls back to the
+//! heap.
 
 use bytes::Bytes;
 use memmap2::MmapMut;

@@ -17,8 +17,10 @@
 //! scan that would otherwise push the point reads' working set out of the
 //! cache (as PostgreSQL's ring buffers and InnoDB's midpoint insertion avoid
 //! for sequential scans). A window lives as long as a block or a value of
-//! it is referenced: about two windows per table iterator while it scans
-//! (none once it is done), not charged to the cache.
+//! it is referenced; its mapping then waits as a spare (below). A scanning
+//! table iterator holds two windows' memory (the current window, and the
+//! previous one or a spare), none once it is done; this is not charged to
+//! the cache.
 //!
 //! The large windows are anonymous mappings (kept out of `malloc`, see
 //! `mem.rs`), and a fresh mapping per window would cost a page fault per
@@ -27,8 +29,9 @@
 //! or value of it is referenced any more, goes back to its iterator's
 //! spares and is read into again. The iterator's current window is still
 //! referenced (by the current block, and by the merge's current entry)
-//! when the next one is read, so two mappings alternate; a spare is freed
-//! when the iterator is.
+//! when the next one is read, so two mappings alternate and one spare is
+//! enough. The spare is unmapped when the iterator finishes (reaches its
+//! end or fails) or is dropped.
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -45,7 +48,7 @@ pub const MIN_WINDOW: usize = 8 << 10;
 /// The largest window, in bytes.
 pub const MAX_WINDOW: usize = 256 << 10;
 /// Window mappings an iterator keeps for reuse.
-const MAX_SPARES: usize = 2;
+const MAX_SPARES: usize = 1;
 
 /// Unreferenced window mappings of one iterator, each `MAX_WINDOW` long.
 type Spares = Mutex<Vec<MmapMut>>;
@@ -261,6 +264,27 @@ mod tests {
         }
     }
 
+    impl File {
+        /// Like [`File::block`], but the block as read (a slice of the
+        /// window, if it came from one).
+        fn shared_block(&mut self, ra: &mut Readahead, offset: u64, len: usize) -> Result<Bytes> {
+            if let Some(b) = ra.held(offset, len) {
+                return Ok(b);
+            }
+            let limit = self.len;
+            if let Some(b) = ra.fetch(offset, len, limit, |buf, o| self.read(buf, o))? {
+                return Ok(b);
+            }
+            let mut buf = vec![0; len];
+            self.read(&mut buf, offset)?;
+            Ok(Bytes::from(buf))
+        }
+    }
+
+    fn spares(ra: &Readahead) -> usize {
+        ra.spares.as_ref().map_or(0, |s| s.lock().unwrap().len())
+    }
+
     fn expect_bytes(buf: &[u8], offset: u64) {
         for (i, &b) in buf.iter().enumerate() {
             assert_eq!(
@@ -332,21 +356,7 @@ mod tests {
         let mut held = Vec::new();
         for i in 0..1024u64 {
             let at = i * 4096;
-            let block = match ra.held(at, 4096) {
-                Some(b) => b,
-                None => match ra
-                    .fetch(at, 4096, file.len, |buf, o| file.read(buf, o))
-                    .unwrap()
-                {
-                    Some(b) => b,
-                    None => {
-                        let mut buf = vec![0; 4096];
-                        file.read(&mut buf, at).unwrap();
-                        Bytes::from(buf)
-                    }
-                },
-            };
-            held.push((at, block));
+            held.push((at, file.shared_block(&mut ra, at, 4096).unwrap()));
         }
         // Every window is still referenced: each had a mapping of its own.
         let mapped = file.reads.iter().filter(|r| r.1 >= MAP_AT_LEAST).count();
@@ -357,6 +367,66 @@ mod tests {
             expect_bytes(block, *at);
         }
         drop(held);
+    }
+
+    #[test]
+    fn at_most_one_spare_is_kept() {
+        let mut file = File::new(4 << 20);
+        let mut ra = Readahead::default();
+        // Up to the first 256 KiB window, then three more, one block of
+        // each held.
+        let mut held = Vec::new();
+        let mut at = 0u64;
+        while held.len() < 4 {
+            let block = file.shared_block(&mut ra, at, 4096).unwrap();
+            if file
+                .reads
+                .last()
+                .is_some_and(|r| r.0 == at && r.1 == MAX_WINDOW)
+            {
+                held.push((at, block));
+            }
+            at += 4096;
+        }
+        assert_eq!(spares(&ra), 0, "every window is still referenced");
+        for (at, block) in held.drain(..) {
+            expect_bytes(&block, at);
+        }
+        // Three of the four windows (the current one is also `ra`'s) went
+        // back: one is kept, the others unmapped.
+        assert_eq!(spares(&ra), MAX_SPARES);
+        let mapped = ra.mapped;
+        scan(&mut ra, &mut file, at, 4096, 256);
+        assert_eq!(ra.mapped, mapped, "the scan goes on with the spare");
+    }
+
+    #[test]
+    fn a_failed_read_into_a_spare_spoils_nothing() {
+        let mut file = File::new(4 << 20);
+        let mut ra = Readahead::default();
+        scan(&mut ra, &mut file, 0, 4096, 256); // up to the 256 KiB windows
+        let (window_at, window_len) = *file.reads.last().unwrap();
+        assert_eq!(window_len, MAX_WINDOW);
+        assert_eq!(spares(&ra), 1);
+        // The current window's last block (read again, from the window)
+        // stays referenced.
+        let next = window_at + MAX_WINDOW as u64;
+        let kept_at = next - 4096;
+        let kept = file.shared_block(&mut ra, kept_at, 4096).unwrap();
+        let mapped = ra.mapped;
+        file.fail = true;
+        assert!(file.shared_block(&mut ra, next, 4096).is_err());
+        assert_eq!(file.reads.last(), Some(&(next, MAX_WINDOW)));
+        assert_eq!(ra.mapped, mapped, "the read went into the spare");
+        assert_eq!(spares(&ra), 1, "and the spare came back");
+        file.fail = false;
+        // The held block is intact and the scan goes on with the file's
+        // bytes.
+        expect_bytes(&kept, kept_at);
+        let got = file.shared_block(&mut ra, next, 4096).unwrap();
+        expect_bytes(&got, next);
+        scan(&mut ra, &mut file, next + 4096, 4096, 200);
+        expect_bytes(&kept, kept_at);
     }
 
     #[test]
