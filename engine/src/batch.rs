@@ -15,6 +15,8 @@
 //! `01 | 07 00 00 00 00 00 00 00 | 01 00 00 00 | 01 03 01 6b 01 76`.
 
 use crate::coding::{put_varint, Reader};
+use crate::memtable::{MAX_NODE_KEY, MAX_NODE_VALUE};
+use crate::sst::MAX_SEQ;
 
 /// Tag of a write-batch record.
 pub const TAG_WRITE_BATCH: u8 = 1;
@@ -151,7 +153,9 @@ pub fn encode_batch<'a>(
 ///
 /// # Errors
 /// A description of the first malformed field; nothing is trusted before it
-/// is bounds-checked, and no allocation is sized by a field.
+/// is bounds-checked, and no allocation is sized by a field. A sequence
+/// number above [`MAX_SEQ`], or a key or value longer than a memtable holds,
+/// is malformed too.
 pub fn decode_batch<'a>(
     payload: &'a [u8],
     mut f: impl FnMut(DecodedOp<'a>) -> Result<(), String>,
@@ -173,7 +177,16 @@ pub fn decode_batch<'a>(
         };
         let seq = first_seq
             .checked_add(i)
-            .ok_or_else(|| "sequence number overflow".to_string())?;
+            .filter(|&s| s <= MAX_SEQ)
+            .ok_or_else(|| format!("sequence number above {MAX_SEQ}"))?;
+        // The engine refuses such entries at `submit`: here they can only
+        // be damage (and a memtable cannot hold them).
+        if key.len() > MAX_NODE_KEY {
+            return Err(format!("key of {} bytes", key.len()));
+        }
+        if let Some(v) = value.filter(|v| v.len() > MAX_NODE_VALUE) {
+            return Err(format!("value of {} bytes", v.len()));
+        }
         f(DecodedOp {
             seq,
             partition,
@@ -235,11 +248,11 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        encode_batch(u64::MAX - 5, ops.iter(), &mut out);
+        encode_batch(MAX_SEQ - 5, ops.iter(), &mut out);
         let got = decode(&out).unwrap();
         assert_eq!(got.len(), 3);
         for (i, (d, o)) in got.iter().zip(&ops).enumerate() {
-            assert_eq!(d.seq, u64::MAX - 5 + i as u64);
+            assert_eq!(d.seq, MAX_SEQ - 5 + i as u64);
             assert_eq!(d.partition, o.partition);
             assert_eq!(d.key, &o.key[..]);
             assert_eq!(d.value, o.value.as_deref());
@@ -268,6 +281,26 @@ mod tests {
         let mut kind = out;
         kind[13] = 9;
         assert!(decode(&kind).is_err());
+    }
+
+    #[test]
+    fn out_of_range_sequence_numbers_and_oversize_keys_are_errors() {
+        let op = |key: Vec<u8>| BatchOp {
+            partition: 1,
+            key,
+            value: Some(b"v".to_vec()),
+        };
+        let two = [op(b"a".to_vec()), op(b"b".to_vec())];
+        for (first, ok) in [(MAX_SEQ - 1, true), (MAX_SEQ, false), (u64::MAX, false)] {
+            let mut out = Vec::new();
+            encode_batch(first, two.iter(), &mut out);
+            assert_eq!(decode(&out).is_ok(), ok, "first_seq {first}");
+        }
+        for (len, ok) in [(MAX_NODE_KEY, true), (MAX_NODE_KEY + 1, false)] {
+            let mut out = Vec::new();
+            encode_batch(1, [op(vec![7; len])].iter(), &mut out);
+            assert_eq!(decode(&out).is_ok(), ok, "key of {len} bytes");
+        }
     }
 
     #[test]

@@ -22,6 +22,25 @@ pub fn masked_crc(parts: &[&[u8]]) -> u32 {
     mask_crc(h.finalize())
 }
 
+/// The largest file, WAL, manifest or partition number the engine accepts
+/// from disk (file names, the manifest): far beyond any count it reaches,
+/// and low enough that the `+ 1`s that follow such numbers cannot overflow.
+pub const MAX_NUMBER: u64 = 1 << 62;
+
+/// The number `n` whose `{n:06}` form (the one file names use) is `digits`:
+/// ASCII digits only, at least six, no leading zero beyond the padding; at
+/// most [`MAX_NUMBER`]. `None` for anything else, so a stray file cannot
+/// alias a real one (`7.wal` is not `000007.wal`).
+pub fn parse_padded_number(digits: &str) -> Option<u64> {
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 6 && digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok().filter(|&n| n <= MAX_NUMBER)
+}
+
 /// Bytewise order of two byte strings: the same result as `a.cmp(b)`.
 ///
 /// Keys are mostly short (16 to 40 bytes), where a call into `memcmp` costs
@@ -247,6 +266,33 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_padded_form_of_a_number_parses() {
+        for (digits, want) in [
+            ("000007", Some(7)),
+            ("000000", Some(0)),
+            ("123456", Some(123_456)),
+            ("1234567", Some(1_234_567)),
+            ("7", None),
+            ("00007", None),
+            ("0000007", None),
+            ("+00007", None),
+            ("-00007", None),
+            ("00000x", None),
+            ("", None),
+            ("18446744073709551615", None),
+            ("99999999999999999999", None),
+        ] {
+            assert_eq!(parse_padded_number(digits), want, "{digits:?}");
+        }
+        let max = MAX_NUMBER.to_string();
+        assert_eq!(parse_padded_number(&max), Some(MAX_NUMBER));
+        assert_eq!(parse_padded_number(&(MAX_NUMBER + 1).to_string()), None);
+        for n in [0, 1, 999_999, 1_000_000, 123_456_789, MAX_NUMBER] {
+            assert_eq!(parse_padded_number(&format!("{n:06}")), Some(n));
+        }
+    }
 
     #[test]
     fn compare_bytes_agrees_with_slice_order() {

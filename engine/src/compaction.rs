@@ -268,7 +268,7 @@ fn compensated_size(f: &TableFile, average: u64) -> u64 {
 
 /// Tombstones of a table beyond its live entries.
 fn excess(c: EntryCounts) -> u64 {
-    (2 * c.tombstones).saturating_sub(c.entries)
+    c.tombstones.saturating_mul(2).saturating_sub(c.entries)
 }
 
 /// The partition's bytes per live entry, what [`compensated`] counts per
@@ -285,7 +285,7 @@ fn average_entry_bytes(levels: &Levels, bytes: &[u64; NUM_LEVELS]) -> u64 {
             let c = f.counts();
             c.entries.saturating_sub(c.tombstones)
         })
-        .sum();
+        .fold(0, u64::saturating_add);
     bytes.iter().sum::<u64>().checked_div(live).unwrap_or(0)
 }
 

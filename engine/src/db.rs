@@ -17,7 +17,7 @@ use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
 use crate::locks::{lock, read, write};
 use crate::manifest::{Change, Manifest, VersionEdit};
-use crate::memtable::{Memtable, SeqNo};
+use crate::memtable::{Memtable, SeqNo, MAX_NODE_KEY, MAX_NODE_VALUE};
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
@@ -237,6 +237,24 @@ pub struct WriteOp<P> {
     pub key: Vec<u8>,
     /// `Some(value)` to put, `None` to delete.
     pub value: Option<Vec<u8>>,
+}
+
+/// Refuses a key or value longer than a memtable holds (far above
+/// `kalamdb-store`'s limits, which its callers meet first).
+fn check_entry_size(key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    if key.len() > MAX_NODE_KEY {
+        return Err(Error::TooLarge(format!(
+            "key of {} bytes exceeds the engine's maximum of {MAX_NODE_KEY}",
+            key.len()
+        )));
+    }
+    if let Some(v) = value.filter(|v| v.len() > MAX_NODE_VALUE) {
+        return Err(Error::TooLarge(format!(
+            "value of {} bytes exceeds the engine's maximum of {MAX_NODE_VALUE}",
+            v.len()
+        )));
+    }
+    Ok(())
 }
 
 impl Db {
@@ -779,9 +797,10 @@ impl Db {
     /// `sync: None` uses the database default.
     ///
     /// # Errors
-    /// `PartitionNotFound` for any missing partition (nothing is written).
-    /// Errors of the commit itself (`Io`, `Poisoned`) arrive through the
-    /// completion.
+    /// `TooLarge` for a key longer than [`MAX_NODE_KEY`] or a value longer
+    /// than [`MAX_NODE_VALUE`], `PartitionNotFound` for any missing
+    /// partition (nothing is written). Errors of the commit itself (`Io`,
+    /// `Poisoned`) arrive through the completion.
     pub fn submit<P: AsRef<str>>(
         &self,
         ops: impl IntoIterator<Item = WriteOp<P>>,
@@ -791,6 +810,7 @@ impl Db {
         {
             let partitions = read(&self.inner.partitions);
             for op in ops {
+                check_entry_size(&op.key, op.value.as_deref())?;
                 let name = op.partition.as_ref();
                 let target = partitions
                     .get(name)
@@ -991,7 +1011,9 @@ fn remove_orphans(
                 fs.remove_file(&path)?;
                 changed = true;
             }
-        } else if let Ok(id) = name.parse::<u64>() {
+        } else if let Some(id) = name.parse::<u64>().ok().filter(|id| id.to_string() == name) {
+            // Only a name the engine writes (`007` and `+7` are not
+            // partition 7's directory: left alone, like any stray file).
             match state.partitions.get(&id) {
                 None => {
                     fs.remove_dir_all(&path)?;

@@ -27,6 +27,8 @@ pub enum Error {
     /// stopped (backpressure) and the background work that would resume
     /// them failed. Nothing was written.
     Stalled(String),
+    /// A key or value longer than the engine takes; nothing was written.
+    TooLarge(String),
     /// No partition has this name.
     PartitionNotFound(String),
     /// The engine is shutting down.
@@ -45,6 +47,7 @@ impl std::fmt::Display for Error {
             Error::Poisoned(why) => write!(f, "{why}"),
             Error::Locked(why) => write!(f, "{why}"),
             Error::Stalled(why) => write!(f, "{why}"),
+            Error::TooLarge(why) => write!(f, "{why}"),
             Error::PartitionNotFound(name) => write!(f, "partition not found: {name}"),
             Error::Closed => write!(f, "the engine is closed"),
         }
@@ -87,6 +90,7 @@ impl Error {
             Error::Poisoned(s) => Error::Poisoned(s.clone()),
             Error::Locked(s) => Error::Locked(s.clone()),
             Error::Stalled(s) => Error::Stalled(s.clone()),
+            Error::TooLarge(s) => Error::TooLarge(s.clone()),
             Error::PartitionNotFound(s) => Error::PartitionNotFound(s.clone()),
             Error::Closed => Error::Closed,
         }

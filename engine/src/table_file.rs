@@ -29,13 +29,10 @@ pub fn table_file_name(number: u64) -> String {
     format!("{number:06}.sst")
 }
 
-/// The number of a table file name, if it is one.
+/// The number of a table file name, if it is one (exactly as
+/// [`table_file_name`] spells it, at most [`MAX_NUMBER`](crate::coding::MAX_NUMBER)).
 pub fn parse_table_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".sst")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::coding::parse_padded_number(name.strip_suffix(".sst")?)
 }
 
 /// A partition's directory (`<dir>/<partition id>`), shared by the

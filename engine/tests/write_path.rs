@@ -1235,3 +1235,23 @@ fn concurrent_sync_writers_share_each_fsync() {
         "{per_sync:.2} writes per sync with {WRITERS} writers ({syncs} syncs)"
     );
 }
+
+/// A key longer than a memtable holds is refused with an error (it used to
+/// reach an assertion in the group-commit leader), and nothing of its batch
+/// is written.
+#[test]
+fn an_oversize_key_is_refused_and_writes_nothing() {
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    let long = vec![1u8; kalamdb_lsm::memtable::MAX_NODE_KEY + 1];
+    let r = db.write([put("a", b"first", b"1"), put("a", &long, b"2")], None);
+    assert!(matches!(r, Err(Error::TooLarge(_))), "{r:?}");
+    assert_eq!(db.get("a", b"first").unwrap(), None);
+    let longest = &long[..kalamdb_lsm::memtable::MAX_NODE_KEY];
+    db.write([put("a", longest, b"3")], None).unwrap();
+    assert_eq!(db.get("a", longest).unwrap(), Some(b"3".to_vec()));
+    drop(db);
+    let db = open(&sim);
+    assert_eq!(db.get("a", longest).unwrap(), Some(b"3".to_vec()));
+}

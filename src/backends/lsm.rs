@@ -85,6 +85,7 @@ fn map_err(e: kalamdb_lsm::Error) -> Error {
         E::PartitionNotFound(name) => Error::PartitionNotFound(name),
         E::Corruption { .. } => BackendErrorKind::Corruption.error(e),
         E::Poisoned(msg) | E::Locked(msg) | E::Stalled(msg) => Error::Backend(msg),
+        E::TooLarge(msg) => BackendErrorKind::Limit.error(msg),
         E::Closed => Error::Io(std::io::Error::other("the LSM engine is closed")),
     }
 }

@@ -49,13 +49,10 @@ pub fn manifest_file_name(n: u64) -> String {
     format!("MANIFEST-{n:06}")
 }
 
-/// The number of a manifest file name, if it is one.
+/// The number of a manifest file name, if it is one (exactly as
+/// [`manifest_file_name`] spells it, at most [`MAX_NUMBER`](crate::coding::MAX_NUMBER)).
 pub fn parse_manifest_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("MANIFEST-")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::coding::parse_padded_number(name.strip_prefix("MANIFEST-")?)
 }
 
 struct Writer {
@@ -145,6 +142,16 @@ impl Manifest {
         let mut state = ManifestState::default();
         let mut old_number = None;
         if fs.exists(&current_path)? {
+            // A manifest's name and a newline; anything longer is damage
+            // (and is not read into memory whole).
+            let len = fs.open_read(&current_path)?.len()?;
+            if len > 64 {
+                return Err(corruption(
+                    &current_path,
+                    0,
+                    format!("CURRENT is {len} bytes, too long to name a manifest"),
+                ));
+            }
             let text = crate::fs::read_file(fs.as_ref(), &current_path)?;
             let name = std::str::from_utf8(&text)
                 .ok()

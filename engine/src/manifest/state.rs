@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::edit::{Change, TableRecord, VersionEdit};
+use crate::coding::MAX_NUMBER;
+use crate::sst::MAX_SEQ;
 
 /// One partition as the manifest knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,6 +163,7 @@ impl ManifestState {
     }
 
     fn apply_one(&mut self, change: &Change) -> Result<(), String> {
+        check_bounds(change)?;
         match change {
             Change::CreatePartition { id, name } => {
                 if *id < self.next_partition_id && self.partitions.contains_key(id) {
@@ -305,6 +308,52 @@ impl ManifestState {
     }
 }
 
+/// Refuses numbers no engine writes: sequence numbers above [`MAX_SEQ`],
+/// and file, WAL and partition numbers or entry counts above
+/// [`MAX_NUMBER`]. The engine does arithmetic on what the manifest says
+/// (the next sequence number, file number, partition id); such a value
+/// could only come from damage, and would overflow there.
+fn check_bounds(change: &Change) -> Result<(), String> {
+    let number = |n: u64| {
+        if n > MAX_NUMBER {
+            return Err(format!("number {n} above {MAX_NUMBER}"));
+        }
+        Ok(())
+    };
+    let seq = |n: u64| {
+        if n > MAX_SEQ {
+            return Err(format!("sequence number {n} above {MAX_SEQ}"));
+        }
+        Ok(())
+    };
+    match change {
+        Change::CreatePartition { id, .. } | Change::DropPartition { id } => number(*id),
+        Change::AddTable(t) => {
+            for n in [t.partition, t.file, t.entries, t.tombstones] {
+                number(n)?;
+            }
+            seq(t.min_seq)?;
+            seq(t.max_seq)
+        }
+        Change::RemoveTable {
+            partition, file, ..
+        } => {
+            number(*partition)?;
+            number(*file)
+        }
+        Change::LogNumber(n) | Change::NextFileNumber(n) | Change::NextPartitionId(n) => number(*n),
+        Change::WalStart { wal, seq: s } => {
+            number(*wal)?;
+            seq(*s)
+        }
+        Change::LastSequence(n) => seq(*n),
+        Change::Flushed { partition, seq: s } => {
+            number(*partition)?;
+            seq(*s)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,21 +458,25 @@ mod tests {
     /// the next one (a panic with overflow checks, a wrap to 0 and reused
     /// ids without). Such edits are refused whole.
     #[test]
-    fn last_possible_id_or_file_number_is_refused() {
+    fn ids_and_file_numbers_above_max_number_are_refused() {
+        use crate::coding::MAX_NUMBER;
         let mut s = ManifestState::default();
-        assert!(s.apply(&VersionEdit::one(create(u64::MAX, "a"))).is_err());
-        assert_eq!(s, ManifestState::default());
-        s.apply(&VersionEdit::one(create(u64::MAX - 1, "a")))
-            .unwrap();
-        assert_eq!(s.next_partition_id, u64::MAX);
+        for id in [MAX_NUMBER + 1, u64::MAX] {
+            assert!(s.apply(&VersionEdit::one(create(id, "a"))).is_err());
+            assert_eq!(s, ManifestState::default());
+        }
+        s.apply(&VersionEdit::one(create(MAX_NUMBER, "a"))).unwrap();
+        assert_eq!(s.next_partition_id, MAX_NUMBER + 1);
         let before = s.clone();
-        assert!(s
-            .apply(&VersionEdit::one(add(u64::MAX - 1, 0, u64::MAX)))
-            .is_err());
-        assert_eq!(s, before);
-        s.apply(&VersionEdit::one(add(u64::MAX - 1, 0, u64::MAX - 1)))
+        for file in [MAX_NUMBER + 1, u64::MAX] {
+            assert!(s
+                .apply(&VersionEdit::one(add(MAX_NUMBER, 0, file)))
+                .is_err());
+            assert_eq!(s, before);
+        }
+        s.apply(&VersionEdit::one(add(MAX_NUMBER, 0, MAX_NUMBER)))
             .unwrap();
-        assert_eq!(s.next_file_number, u64::MAX);
+        assert_eq!(s.next_file_number, MAX_NUMBER + 1);
         let decoded =
             VersionEdit::decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])
                 .unwrap();

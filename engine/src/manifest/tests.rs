@@ -456,3 +456,80 @@ fn wal_starts_survive_snapshots_and_go_with_their_files() {
     assert!(m.log(&refused).is_err());
     assert_eq!(m.state().wal_starts.len(), 1);
 }
+
+#[test]
+fn numbers_no_engine_writes_are_corruption() {
+    // Each would overflow where the engine counts on from it (the next
+    // sequence number, file number, partition id), or wrap around and
+    // reuse the name of a live file.
+    use crate::coding::MAX_NUMBER;
+    use crate::sst::MAX_SEQ;
+    let table = |file: u64, max_seq: u64| {
+        Change::AddTable(TableRecord {
+            partition: 1,
+            level: 6,
+            file,
+            size: 100,
+            smallest: b"a".to_vec(),
+            largest: b"b".to_vec(),
+            min_seq: 0,
+            max_seq,
+            entries: 1,
+            tombstones: 0,
+        })
+    };
+    let bad = [
+        Change::LastSequence(MAX_SEQ + 1),
+        Change::NextFileNumber(u64::MAX),
+        Change::NextPartitionId(MAX_NUMBER + 1),
+        Change::LogNumber(u64::MAX),
+        Change::WalStart {
+            wal: 2,
+            seq: u64::MAX,
+        },
+        Change::Flushed {
+            partition: 1,
+            seq: MAX_SEQ + 1,
+        },
+        table(u64::MAX - 1, 5),
+        table(7, MAX_SEQ + 1),
+    ];
+    for change in bad {
+        let sim = sim();
+        let edit = VersionEdit::one(change.clone());
+        let (path, offsets) = hand_written(&sim, &[payload(&create(1)), payload(&edit)]);
+        let (file, offset, reason) = open_err(&sim);
+        assert_eq!((file, offset), (path, offsets[1]), "{change:?}: {reason}");
+        assert!(reason.contains("above"), "{change:?}: {reason}");
+    }
+    // The largest accepted values open.
+    let sim = sim();
+    let good = VersionEdit {
+        changes: vec![
+            Change::LastSequence(MAX_SEQ),
+            Change::NextFileNumber(MAX_NUMBER),
+            table(9, MAX_SEQ),
+        ],
+    };
+    hand_written(&sim, &[payload(&create(1)), payload(&good)]);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    m.with_state(|s| {
+        assert_eq!(s.last_sequence, MAX_SEQ);
+        assert_eq!(s.next_file_number, MAX_NUMBER);
+    });
+}
+
+#[test]
+fn an_oversize_current_is_corruption_and_is_not_read() {
+    let sim = sim();
+    let fs = fs_of(&sim);
+    drop(Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap());
+    let current = Path::new(DIR).join(CURRENT_FILE);
+    let mut long = b"MANIFEST-".to_vec();
+    long.extend(std::iter::repeat_n(b'0', 100));
+    long.extend_from_slice(b"2\n");
+    write_file_atomic(fs.as_ref(), &current, &long).unwrap();
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (current, 0));
+    assert!(reason.contains("too long"), "{reason}");
+}

@@ -17,13 +17,10 @@ pub fn wal_file_name(n: u64) -> String {
     format!("{n:06}.{WAL_EXTENSION}")
 }
 
-/// The number of a WAL file name, if it is one.
+/// The number of a WAL file name, if it is one (exactly as
+/// [`wal_file_name`] spells it, at most [`MAX_NUMBER`](crate::coding::MAX_NUMBER)).
 pub fn parse_wal_file_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".wal")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    crate::coding::parse_padded_number(name.strip_suffix(".wal")?)
 }
 
 /// The open WAL file being appended to.
