@@ -432,6 +432,92 @@ fn op_sequences() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Databases for `db_open`: built by the engine on a simulated file
+/// system, then cut down to the current manifest, the newest WAL and the
+/// tables.
+fn db_open_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    use kalamdb_lsm::manifest::parse_manifest_file_name;
+    use kalamdb_lsm::table_file::parse_table_file_name;
+    use kalamdb_lsm::wal::writer::parse_wal_file_name;
+    use kalamdb_lsm::{Db, Options, WriteOp};
+    use kalamdb_store_fuzz::db_open::{encode, DIR};
+
+    let put = |p: &'static str, k: &str, v: &str| WriteOp {
+        partition: p,
+        key: k.as_bytes().to_vec(),
+        value: Some(v.as_bytes().to_vec()),
+    };
+    let del = |p: &'static str, k: &str| WriteOp {
+        partition: p,
+        key: k.as_bytes().to_vec(),
+        value: None,
+    };
+    let mut out = Vec::new();
+    for (name, flush, drop_b) in [
+        ("writes", false, false),
+        ("writes-flushed", true, false),
+        ("writes-dropped-partition", false, true),
+    ] {
+        let sim = SimFs::new();
+        let options = || Options {
+            fs: Arc::new(sim.clone()),
+            wal_preallocate: 0,
+            disable_auto_compactions: true,
+            ..Options::default()
+        };
+        let db = Db::open(DIR, options()).expect("open");
+        db.create_partition("a").expect("create a");
+        db.create_partition("b").expect("create b");
+        db.write([put("a", "k1", "v1"), put("b", "k1", "w1")], None)
+            .expect("write");
+        db.write([put("a", "k2", "v2"), del("a", "k1")], Some(true))
+            .expect("write");
+        if flush {
+            db.flush().expect("flush");
+        }
+        if drop_b {
+            db.drop_partition("b").expect("drop b");
+        }
+        db.write([put("a", "k3", "v3")], Some(true)).expect("write");
+        drop(db);
+        let names = sim.read_dir(Path::new(DIR)).expect("list");
+        let manifest = names
+            .iter()
+            .filter_map(|n| parse_manifest_file_name(n).map(|m| (m, n)))
+            .max()
+            .and_then(|(_, n)| sim.contents(&Path::new(DIR).join(n)))
+            .expect("a manifest");
+        let (number, wal) = names
+            .iter()
+            .filter_map(|n| parse_wal_file_name(n).map(|w| (w, n)))
+            .max()
+            .and_then(|(w, n)| Some((w, sim.contents(&Path::new(DIR).join(n))?)))
+            .expect("a WAL");
+        let number = u8::try_from(number).expect("a WAL number below 256");
+        let mut tables = Vec::new();
+        for dir in &names {
+            let Ok(partition) = dir.parse::<u8>() else {
+                continue;
+            };
+            let pdir = Path::new(DIR).join(dir);
+            for file in sim.read_dir(&pdir).expect("list a partition") {
+                let n = parse_table_file_name(&file).expect("a table file");
+                let n = u8::try_from(n).expect("a table number below 256");
+                let bytes = sim.contents(&pdir.join(&file)).expect("a table");
+                tables.push((partition, n, bytes));
+            }
+        }
+        let tables: Vec<_> = tables.iter().map(|(p, n, b)| (*p, *n, &b[..])).collect();
+        let input = encode(number, &manifest, &wal, &tables);
+        assert!(
+            kalamdb_store_fuzz::db_open::run(&input),
+            "seed {name} does not open"
+        );
+        out.push((name, input));
+    }
+    out
+}
+
 fn main() {
     let root = std::env::args_os().nth(1).map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"),
@@ -461,7 +547,11 @@ fn main() {
         for i in 0..keys {
             b.add_key(format!("k{i}").as_bytes());
         }
-        add("sst_filter", format!("{keys}-keys-{bits}-bits"), b.finish());
+        add(
+            "sst_filter",
+            format!("{keys}-keys-{bits}-bits"),
+            b.finish().to_vec(),
+        );
     }
     for (name, bytes) in wal_files() {
         add("wal_reader", name.to_string(), bytes);
@@ -477,6 +567,9 @@ fn main() {
         add("partition_name", name.to_string(), s.into_bytes());
     }
 
+    for (name, bytes) in db_open_inputs() {
+        add("db_open", name.to_string(), bytes);
+    }
     for (name, bytes) in op_sequences() {
         add("op_sequence", name, bytes);
     }

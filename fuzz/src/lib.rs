@@ -8,6 +8,7 @@
 //! [`fix_log_checksums`] rewrote every checksum the reader will look at, so
 //! that mutations reach the decoders behind the checksums.
 
+pub mod db_open;
 pub mod op_sequence;
 
 use std::io;
