@@ -22,14 +22,17 @@ pub fn masked_crc(parts: &[&[u8]]) -> u32 {
     mask_crc(h.finalize())
 }
 
-/// The largest file, WAL, manifest or partition number the engine accepts
-/// from disk (file names, the manifest): far beyond any count it reaches,
-/// and low enough that the `+ 1`s that follow such numbers cannot overflow.
+/// Where file, WAL, manifest and partition numbers end: far beyond any
+/// count the engine reaches, and low enough that the `+ 1`s that follow
+/// such numbers cannot overflow. A number naming something (a file, a
+/// partition) is below it; a counter of the next one is at most it; the
+/// engine refuses to hand out a number at or above it, so everything it
+/// writes it can read back.
 pub const MAX_NUMBER: u64 = 1 << 62;
 
 /// The number `n` whose `{n:06}` form (the one file names use) is `digits`:
-/// ASCII digits only, at least six, no leading zero beyond the padding; at
-/// most [`MAX_NUMBER`]. `None` for anything else, so a stray file cannot
+/// ASCII digits only, at least six, no leading zero beyond the padding;
+/// below [`MAX_NUMBER`]. `None` for anything else, so a stray file cannot
 /// alias a real one (`7.wal` is not `000007.wal`).
 pub fn parse_padded_number(digits: &str) -> Option<u64> {
     if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -38,7 +41,7 @@ pub fn parse_padded_number(digits: &str) -> Option<u64> {
     if digits.len() > 6 && digits.starts_with('0') {
         return None;
     }
-    digits.parse().ok().filter(|&n| n <= MAX_NUMBER)
+    digits.parse().ok().filter(|&n| n < MAX_NUMBER)
 }
 
 /// Bytewise order of two byte strings: the same result as `a.cmp(b)`.
@@ -286,10 +289,10 @@ mod tests {
         ] {
             assert_eq!(parse_padded_number(digits), want, "{digits:?}");
         }
-        let max = MAX_NUMBER.to_string();
-        assert_eq!(parse_padded_number(&max), Some(MAX_NUMBER));
-        assert_eq!(parse_padded_number(&(MAX_NUMBER + 1).to_string()), None);
-        for n in [0, 1, 999_999, 1_000_000, 123_456_789, MAX_NUMBER] {
+        let last = (MAX_NUMBER - 1).to_string();
+        assert_eq!(parse_padded_number(&last), Some(MAX_NUMBER - 1));
+        assert_eq!(parse_padded_number(&MAX_NUMBER.to_string()), None);
+        for n in [0, 1, 999_999, 1_000_000, 123_456_789, MAX_NUMBER - 1] {
             assert_eq!(parse_padded_number(&format!("{n:06}")), Some(n));
         }
     }

@@ -36,6 +36,7 @@ use crate::fs::WritableFile;
 use crate::locks::lock;
 use crate::memtable::SeqNo;
 use crate::partition::{Inserted, PartitionState};
+use crate::sst::MAX_SEQ;
 use crate::wal::writer::WalWriter;
 
 /// Groups a leader commits before handing its role to the committer thread.
@@ -233,6 +234,19 @@ impl Inner {
                 }
             }
             let ops: u64 = group.iter().map(|p| p.ops.len() as u64).sum();
+            if ops > 0 && st.next_seq.saturating_add(ops - 1) > MAX_SEQ {
+                // Only a damaged manifest or WAL starts near the end: refuse
+                // rather than write numbers that no table can hold.
+                let why = format!(
+                    "sequence numbers exhausted (the next is {}, the largest {MAX_SEQ})",
+                    st.next_seq
+                );
+                st.poisoned.get_or_insert(why.clone());
+                for p in group {
+                    p.done.complete(Err(poisoned_error(&why)));
+                }
+                continue; // the loop fails the queue and steps down
+            }
             let first_seq = st.next_seq;
             st.next_seq += ops;
             let last_seq = st.next_seq - 1;
@@ -378,6 +392,13 @@ impl Inner {
     /// `first_seq` is the sequence number of the first batch it will hold.
     fn rotate(&self, wal: &mut WalWriter, first_seq: SeqNo) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
+        if number >= crate::coding::MAX_NUMBER {
+            // Only a damaged manifest starts near it; a file of this number
+            // would not be read back.
+            return Err(Error::Io(std::io::Error::other(format!(
+                "WAL numbers exhausted (the next is {number})"
+            ))));
+        }
         let mut fresh =
             WalWriter::create(&self.fs, &self.dir, number, self.options.wal_preallocate)?;
         // The new file starts by naming the old one's length, so recovery can

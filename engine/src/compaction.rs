@@ -974,7 +974,7 @@ impl Inner {
                 }
             }
             if current.is_none() {
-                let number = self.next_file.fetch_add(1, Ordering::AcqRel);
+                let number = self.allocate_file_number()?;
                 let path = p.dir().path().join(table_file_name(number));
                 created.push(number);
                 let file = self.fs.create(&path)?;

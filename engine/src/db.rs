@@ -239,6 +239,21 @@ pub struct WriteOp<P> {
     pub value: Option<Vec<u8>>,
 }
 
+impl Inner {
+    /// A new table file number. Numbers run out at
+    /// [`MAX_NUMBER`](crate::coding::MAX_NUMBER) (only a damaged manifest
+    /// starts near it): a number at or above it would not be read back.
+    pub(crate) fn allocate_file_number(&self) -> Result<u64> {
+        let number = self.next_file.fetch_add(1, Ordering::AcqRel);
+        if number >= crate::coding::MAX_NUMBER {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "table file numbers exhausted (the next is {number})"
+            ))));
+        }
+        Ok(number)
+    }
+}
+
 /// Refuses a key or value longer than a memtable holds (far above
 /// `kalamdb-store`'s limits, which its callers meet first).
 fn check_entry_size(key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -364,6 +379,16 @@ impl Db {
             wal_starts: state.wal_starts.clone(),
         };
         let recovered = recovery::replay(&fs, &dir, &partitions, &facts)?;
+        if recovered.next_wal_number >= crate::coding::MAX_NUMBER {
+            return Err(corruption(
+                &facts.path,
+                0,
+                format!(
+                    "WAL numbers exhausted (the next would be {})",
+                    recovered.next_wal_number
+                ),
+            ));
+        }
         let wal = WalWriter::create(
             &fs,
             &dir,

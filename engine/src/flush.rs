@@ -244,7 +244,7 @@ impl Inner {
     fn flush_memtable(&self, p: &Arc<PartitionState>, memtable: &Arc<Memtable>) -> Result<bool> {
         // A table the manifest would refuse is not worth writing.
         self.manifest.ensure_writable()?;
-        let number = self.next_file.fetch_add(1, Ordering::AcqRel);
+        let number = self.allocate_file_number()?;
         let pdir = p.dir().path().to_path_buf();
         // Until its entry is synced, the partition directory may vanish in a
         // crash with the tables in it. Tracked rather than inferred from its

@@ -364,8 +364,22 @@ mod tests {
     fn file_names_round_trip() {
         assert_eq!(table_file_name(7), "000007.sst");
         assert_eq!(parse_table_file_name("000007.sst"), Some(7));
-        for bad in ["7.ss", ".sst", "a.sst", "000007.sst.tmp"] {
-            assert_eq!(parse_table_file_name(bad), None);
+        for bad in [
+            "7.ss",
+            ".sst",
+            "a.sst",
+            "000007.sst.tmp",
+            // Not the engine's spelling of 7: would alias 000007.sst.
+            "7.sst",
+            "0000007.sst",
+            "+00007.sst",
+            // At or past the end of the numbers.
+            "4611686018427387904.sst",
+            "18446744073709551615.sst",
+        ] {
+            assert_eq!(parse_table_file_name(bad), None, "{bad}");
         }
+        let last = crate::coding::MAX_NUMBER - 1;
+        assert_eq!(parse_table_file_name(&table_file_name(last)), Some(last));
     }
 }

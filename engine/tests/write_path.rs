@@ -1255,3 +1255,43 @@ fn an_oversize_key_is_refused_and_writes_nothing() {
     let db = open(&sim);
     assert_eq!(db.get("a", longest).unwrap(), Some(b"3".to_vec()));
 }
+
+/// A manifest that says the sequence numbers are nearly used up (only
+/// damage could): the last one is handed out, then writes are refused
+/// (poisoned) instead of numbering entries no table can hold, and the
+/// database still opens with what was written.
+#[test]
+fn writes_stop_at_the_last_sequence_number() {
+    use kalamdb_lsm::manifest::{Change, Manifest, VersionEdit};
+    use kalamdb_lsm::sst::MAX_SEQ;
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    drop(db);
+    let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+    let manifest = Manifest::open(&fs, Path::new(DIR), 1 << 20).unwrap();
+    // The open's (empty) WAL starts at MAX_SEQ, so it is not missing the
+    // writes up to the last sequence number recorded durable.
+    let wal = *wal_numbers(&sim).last().unwrap();
+    manifest
+        .log(&VersionEdit {
+            changes: vec![
+                Change::WalStart { wal, seq: MAX_SEQ },
+                Change::LastSequence(MAX_SEQ - 1),
+            ],
+        })
+        .unwrap();
+    drop(manifest);
+    let db = open(&sim);
+    db.write([put("a", b"last", b"1")], None).unwrap();
+    expect_poisoned(
+        db.write([put("a", b"past", b"2")], None),
+        "a write past MAX_SEQ",
+    );
+    assert_eq!(db.get("a", b"last").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get("a", b"past").unwrap(), None);
+    drop(db);
+    let db = open(&sim);
+    assert_eq!(db.get("a", b"last").unwrap(), Some(b"1".to_vec()));
+    expect_poisoned(db.write([put("a", b"past", b"2")], None), "after a reopen");
+}

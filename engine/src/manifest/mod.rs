@@ -180,6 +180,14 @@ impl Manifest {
         }
         let replayed = old_number.map(|n| dir.join(manifest_file_name(n)));
         let number = old_number.map_or(1, |n| n + 1);
+        if number >= crate::coding::MAX_NUMBER {
+            // A name `parse_manifest_file_name` would not read back.
+            return Err(corruption(
+                &current_path,
+                0,
+                format!("manifest numbers exhausted (the next would be {number})"),
+            ));
+        }
         let (file, len) = write_snapshot(fs, dir, number, &state)?;
         set_current(fs, dir, number)?;
         // Manifests other than the new one are obsolete (including leftovers
@@ -407,6 +415,11 @@ impl Manifest {
             return Ok(()); // another caller rolled it over meanwhile
         }
         let number = w.number + 1;
+        if number >= crate::coding::MAX_NUMBER {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "manifest numbers exhausted (the next is {number})"
+            ))));
+        }
         let rolled = (|| -> Result<Rolled> {
             let (file, len) = write_snapshot(&self.fs, &self.dir, number, &w.state)?;
             set_current(&self.fs, &self.dir, number)?;

@@ -308,48 +308,57 @@ impl ManifestState {
     }
 }
 
-/// Refuses numbers no engine writes: sequence numbers above [`MAX_SEQ`],
-/// and file, WAL and partition numbers or entry counts above
-/// [`MAX_NUMBER`]. The engine does arithmetic on what the manifest says
-/// (the next sequence number, file number, partition id); such a value
-/// could only come from damage, and would overflow there.
+/// Refuses numbers no engine writes (see [`MAX_NUMBER`]): a file, WAL or
+/// partition number at or above `MAX_NUMBER`, a counter of the next one or
+/// an entry count above it, a sequence number above [`MAX_SEQ`] (the start
+/// of a WAL: above `MAX_SEQ + 1`). The engine does arithmetic on what the
+/// manifest says; such a value could only come from damage, and would
+/// overflow there, or name a file that is never read back.
 fn check_bounds(change: &Change) -> Result<(), String> {
-    let number = |n: u64| {
-        if n > MAX_NUMBER {
-            return Err(format!("number {n} above {MAX_NUMBER}"));
+    let id = |n: u64| {
+        if n >= MAX_NUMBER {
+            return Err(format!("number {n} at or above {MAX_NUMBER}"));
         }
         Ok(())
     };
-    let seq = |n: u64| {
-        if n > MAX_SEQ {
-            return Err(format!("sequence number {n} above {MAX_SEQ}"));
+    let counter = |n: u64| {
+        if n > MAX_NUMBER {
+            return Err(format!("count {n} above {MAX_NUMBER}"));
+        }
+        Ok(())
+    };
+    let seq = |n: u64, max: u64| {
+        if n > max {
+            return Err(format!("sequence number {n} above {max}"));
         }
         Ok(())
     };
     match change {
-        Change::CreatePartition { id, .. } | Change::DropPartition { id } => number(*id),
+        Change::CreatePartition { id: p, .. } | Change::DropPartition { id: p } => id(*p),
         Change::AddTable(t) => {
-            for n in [t.partition, t.file, t.entries, t.tombstones] {
-                number(n)?;
-            }
-            seq(t.min_seq)?;
-            seq(t.max_seq)
+            id(t.partition)?;
+            id(t.file)?;
+            counter(t.entries)?;
+            counter(t.tombstones)?;
+            seq(t.min_seq, MAX_SEQ)?;
+            seq(t.max_seq, MAX_SEQ)
         }
         Change::RemoveTable {
             partition, file, ..
         } => {
-            number(*partition)?;
-            number(*file)
+            id(*partition)?;
+            id(*file)
         }
-        Change::LogNumber(n) | Change::NextFileNumber(n) | Change::NextPartitionId(n) => number(*n),
+        Change::LogNumber(n) => id(*n),
+        Change::NextFileNumber(n) | Change::NextPartitionId(n) => counter(*n),
         Change::WalStart { wal, seq: s } => {
-            number(*wal)?;
-            seq(*s)
+            id(*wal)?;
+            seq(*s, MAX_SEQ + 1)
         }
-        Change::LastSequence(n) => seq(*n),
+        Change::LastSequence(n) => seq(*n, MAX_SEQ),
         Change::Flushed { partition, seq: s } => {
-            number(*partition)?;
-            seq(*s)
+            id(*partition)?;
+            seq(*s, MAX_SEQ)
         }
     }
 }
@@ -458,25 +467,27 @@ mod tests {
     /// the next one (a panic with overflow checks, a wrap to 0 and reused
     /// ids without). Such edits are refused whole.
     #[test]
-    fn ids_and_file_numbers_above_max_number_are_refused() {
+    fn ids_and_file_numbers_from_max_number_on_are_refused() {
         use crate::coding::MAX_NUMBER;
         let mut s = ManifestState::default();
-        for id in [MAX_NUMBER + 1, u64::MAX] {
+        for id in [MAX_NUMBER, u64::MAX] {
             assert!(s.apply(&VersionEdit::one(create(id, "a"))).is_err());
             assert_eq!(s, ManifestState::default());
         }
-        s.apply(&VersionEdit::one(create(MAX_NUMBER, "a"))).unwrap();
-        assert_eq!(s.next_partition_id, MAX_NUMBER + 1);
+        let last = MAX_NUMBER - 1;
+        s.apply(&VersionEdit::one(create(last, "a"))).unwrap();
+        assert_eq!(s.next_partition_id, MAX_NUMBER);
         let before = s.clone();
-        for file in [MAX_NUMBER + 1, u64::MAX] {
-            assert!(s
-                .apply(&VersionEdit::one(add(MAX_NUMBER, 0, file)))
-                .is_err());
+        for file in [MAX_NUMBER, u64::MAX] {
+            assert!(s.apply(&VersionEdit::one(add(last, 0, file))).is_err());
             assert_eq!(s, before);
         }
-        s.apply(&VersionEdit::one(add(MAX_NUMBER, 0, MAX_NUMBER)))
-            .unwrap();
-        assert_eq!(s.next_file_number, MAX_NUMBER + 1);
+        s.apply(&VersionEdit::one(add(last, 0, last))).unwrap();
+        assert_eq!(s.next_file_number, MAX_NUMBER);
+        // What the state writes back (a snapshot) is accepted again.
+        let mut again = ManifestState::default();
+        again.apply(&s.snapshot()).unwrap();
+        assert_eq!(again, s);
         let decoded =
             VersionEdit::decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])
                 .unwrap();

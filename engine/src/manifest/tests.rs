@@ -502,21 +502,28 @@ fn numbers_no_engine_writes_are_corruption() {
         assert_eq!((file, offset), (path, offsets[1]), "{change:?}: {reason}");
         assert!(reason.contains("above"), "{change:?}: {reason}");
     }
-    // The largest accepted values open.
+    // The largest accepted values open, and what the open writes back
+    // opens again.
     let sim = sim();
     let good = VersionEdit {
         changes: vec![
             Change::LastSequence(MAX_SEQ),
             Change::NextFileNumber(MAX_NUMBER),
-            table(9, MAX_SEQ),
+            Change::WalStart {
+                wal: MAX_NUMBER - 1,
+                seq: MAX_SEQ + 1,
+            },
+            table(MAX_NUMBER - 1, MAX_SEQ),
         ],
     };
     hand_written(&sim, &[payload(&create(1)), payload(&good)]);
-    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
-    m.with_state(|s| {
-        assert_eq!(s.last_sequence, MAX_SEQ);
-        assert_eq!(s.next_file_number, MAX_NUMBER);
-    });
+    for _ in 0..3 {
+        let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+        m.with_state(|s| {
+            assert_eq!(s.last_sequence, MAX_SEQ);
+            assert_eq!(s.next_file_number, MAX_NUMBER);
+        });
+    }
 }
 
 #[test]
@@ -532,4 +539,32 @@ fn an_oversize_current_is_corruption_and_is_not_read() {
     let (file, offset, reason) = open_err(&sim);
     assert_eq!((file, offset), (current, 0));
     assert!(reason.contains("too long"), "{reason}");
+}
+
+#[test]
+fn a_manifest_at_the_end_of_the_numbers_is_corruption_and_is_kept() {
+    use crate::coding::MAX_NUMBER;
+    assert_eq!(parse_manifest_file_name("MANIFEST-000042"), Some(42));
+    for bad in [
+        "MANIFEST-42",
+        "MANIFEST-0000042",
+        "MANIFEST-4611686018427387904",
+    ] {
+        assert_eq!(parse_manifest_file_name(bad), None, "{bad}");
+    }
+    // The last number a manifest can have: the open would write the next
+    // one, whose name would not be read back.
+    let sim = sim();
+    let fs = fs_of(&sim);
+    let last = MAX_NUMBER - 1;
+    let path = Path::new(DIR).join(manifest_file_name(last));
+    let mut off = 0;
+    let mut bytes = Vec::new();
+    encode_record(&mut off, &payload(&create(1)), &mut bytes);
+    write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
+    set_current(&fs, Path::new(DIR), last).unwrap();
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (Path::new(DIR).join(CURRENT_FILE), 0));
+    assert!(reason.contains("exhausted"), "{reason}");
+    assert_eq!(sim.contents(&path), Some(bytes), "the manifest is kept");
 }

@@ -221,6 +221,12 @@ mod tests {
             "000042.wal.tmp",
             "-1.wal",
             "CATALOG",
+            // Not the engine's spelling of 42: would alias 000042.wal.
+            "42.wal",
+            "0000042.wal",
+            // At or past the end of the numbers.
+            "4611686018427387904.wal",
+            "18446744073709551615.wal",
         ] {
             assert_eq!(parse_wal_file_name(bad), None, "{bad}");
         }
