@@ -113,8 +113,13 @@ impl IndexBlock {
         let mut count = 0u64;
         let mut expected_offset = 0u64;
         let mut prev: Option<Vec<u8>> = None;
+        // Where each entry starts: restart point `i` must be entry `i`
+        // (lookups go through the restart points, so an entry they reach
+        // must be one checked here).
+        let mut starts = Vec::with_capacity(block.num_restarts());
         while it.valid() {
             let at = it.offset();
+            starts.push(at);
             parse_internal_key(it.key()).map_err(|e| DecodeError::new(at, e.reason))?;
             if let Some(p) = &prev {
                 if compare_internal(p, it.key()) != Ordering::Less {
@@ -173,8 +178,14 @@ impl IndexBlock {
             .count();
         let prefix = Bytes::copy_from_slice(&first_user[..lcp]);
         let mut words = Vec::with_capacity(block.num_restarts());
-        for i in 0..block.num_restarts() {
-            let (_, key, _) = block.restart_entry(i)?;
+        for (i, &start) in starts.iter().enumerate() {
+            let (pos, key, _) = block.restart_entry(i)?;
+            if pos != start {
+                return Err(DecodeError::new(
+                    pos,
+                    format!("restart point {i} at {pos}, but index entry {i} starts at {start}"),
+                ));
+            }
             words.push(search_word(split(key).0, lcp));
         }
         let sampled = words.iter().step_by(STRIDE).copied().collect();
@@ -520,5 +531,52 @@ mod tests {
         let k_at = 3 + 1; // entry header, user key "b"
         contents[k_at] = 9;
         assert!(IndexBlock::decode(Bytes::from(contents), 8).is_err());
+    }
+
+    #[test]
+    fn a_restart_point_inside_an_entry_is_an_error() {
+        // Entry 0's user key is itself the bytes of an entry (key "zz",
+        // a handle to a block the tiling never checked); restart point 1
+        // points at it instead of at entry 1. Every entry iterated in
+        // order is fine, so only checking the restart points finds it.
+        let entry = |key: &[u8], value: &[u8]| {
+            let mut e = vec![0, key.len() as u8, value.len() as u8];
+            e.extend_from_slice(key);
+            e.extend_from_slice(value);
+            e
+        };
+        let fake = entry(
+            &ikey(b"zz", 1),
+            &BlockHandle {
+                offset: 5000,
+                size: 1,
+            }
+            .encode(),
+        );
+        let first = BlockHandle {
+            offset: 0,
+            size: 100,
+        };
+        let second = BlockHandle {
+            offset: first.end_with_trailer().unwrap(),
+            size: 50,
+        };
+        let mut contents = entry(&ikey(&fake, 1), &first.encode());
+        let entry1 = contents.len();
+        contents.extend(entry(&ikey(b"b", 1), &second.encode()));
+        let end = second.end_with_trailer().unwrap();
+        for restart1 in [entry1, 3] {
+            let mut block = contents.clone();
+            for r in [0u32, restart1 as u32, 2] {
+                block.extend_from_slice(&r.to_le_bytes());
+            }
+            let got = IndexBlock::decode(Bytes::from(block), end);
+            if restart1 == entry1 {
+                assert_eq!(got.unwrap().len(), 2);
+            } else {
+                let err = got.err().expect("a restart point inside entry 0");
+                assert!(err.reason.contains("restart point 1"), "{err}");
+            }
+        }
     }
 }
