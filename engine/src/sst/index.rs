@@ -574,7 +574,9 @@ mod tests {
             if restart1 == entry1 {
                 assert_eq!(got.unwrap().len(), 2);
             } else {
-                let err = got.err().expect("a restart point inside entry 0");
+                let Err(err) = got else {
+                    panic!("a restart point inside entry 0 was accepted");
+                };
                 assert!(err.reason.contains("restart point 1"), "{err}");
             }
         }
