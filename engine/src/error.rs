@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// Errors of the engine. `kalamdb-store` maps them onto its public `Error`
 /// (`Io` stays I/O; the others become `Error::Backend` with the prefixes
-/// `corruption: `, `poisoned: `, `locked: `, or `PartitionNotFound`).
+/// `corruption: `, `poisoned: `, `locked: ` or `limit: ` (`TooLarge`), or
+/// `PartitionNotFound`).
 #[derive(Debug)]
 pub enum Error {
     /// An I/O error from the file system.
