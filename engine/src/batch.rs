@@ -15,7 +15,7 @@
 //! `01 | 07 00 00 00 00 00 00 00 | 01 00 00 00 | 01 03 01 6b 01 76`.
 
 use crate::coding::{put_varint, Reader};
-use crate::memtable::{MAX_NODE_KEY, MAX_NODE_VALUE};
+use crate::memtable::check_entry_size;
 use crate::sst::MAX_SEQ;
 
 /// Tag of a write-batch record.
@@ -180,13 +180,8 @@ pub fn decode_batch<'a>(
             .filter(|&s| s <= MAX_SEQ)
             .ok_or_else(|| format!("sequence number above {MAX_SEQ}"))?;
         // The engine refuses such entries at `submit`: here they can only
-        // be damage (and a memtable cannot hold them).
-        if key.len() > MAX_NODE_KEY {
-            return Err(format!("key of {} bytes", key.len()));
-        }
-        if let Some(v) = value.filter(|v| v.len() > MAX_NODE_VALUE) {
-            return Err(format!("value of {} bytes", v.len()));
-        }
+        // be damage.
+        check_entry_size(key, value)?;
         f(DecodedOp {
             seq,
             partition,
@@ -285,6 +280,7 @@ mod tests {
 
     #[test]
     fn out_of_range_sequence_numbers_and_oversize_keys_are_errors() {
+        use crate::memtable::MAX_NODE_KEY;
         let op = |key: Vec<u8>| BatchOp {
             partition: 1,
             key,

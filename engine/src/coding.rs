@@ -30,6 +30,19 @@ pub fn masked_crc(parts: &[&[u8]]) -> u32 {
 /// writes it can read back.
 pub const MAX_NUMBER: u64 = 1 << 62;
 
+/// `n` if the engine may name a new file (or partition) with it, else
+/// what ran out: a number at or above [`MAX_NUMBER`] would not be read
+/// back (only a damaged manifest starts near it).
+///
+/// # Errors
+/// `"<what> numbers exhausted (the next is <n>)"`.
+pub fn check_new_number(what: &str, n: u64) -> Result<u64, String> {
+    if n >= MAX_NUMBER {
+        return Err(format!("{what} numbers exhausted (the next is {n})"));
+    }
+    Ok(n)
+}
+
 /// The number `n` whose `{n:06}` form (the one file names use) is `digits`:
 /// ASCII digits only, at least six, no leading zero beyond the padding;
 /// below [`MAX_NUMBER`]. `None` for anything else, so a stray file cannot

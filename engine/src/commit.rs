@@ -392,13 +392,6 @@ impl Inner {
     /// `first_seq` is the sequence number of the first batch it will hold.
     fn rotate(&self, wal: &mut WalWriter, first_seq: SeqNo) -> Result<()> {
         let number = lock(&self.commit).next_wal_number;
-        if number >= crate::coding::MAX_NUMBER {
-            // Only a damaged manifest starts near it; a file of this number
-            // would not be read back.
-            return Err(Error::Io(std::io::Error::other(format!(
-                "WAL numbers exhausted (the next is {number})"
-            ))));
-        }
         let mut fresh =
             WalWriter::create(&self.fs, &self.dir, number, self.options.wal_preallocate)?;
         // The new file starts by naming the old one's length, so recovery can

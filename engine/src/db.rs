@@ -17,7 +17,7 @@ use crate::flush::FlushQueue;
 use crate::fs::{FileLock, Fs};
 use crate::locks::{lock, read, write};
 use crate::manifest::{Change, Manifest, VersionEdit};
-use crate::memtable::{Memtable, SeqNo, MAX_NODE_KEY, MAX_NODE_VALUE};
+use crate::memtable::{check_entry_size, Memtable, SeqNo};
 use crate::merge::{MergeIter, SnapshotIter};
 use crate::options::Options;
 use crate::partition::{PartitionState, NUM_LEVELS};
@@ -240,36 +240,12 @@ pub struct WriteOp<P> {
 }
 
 impl Inner {
-    /// A new table file number. Numbers run out at
-    /// [`MAX_NUMBER`](crate::coding::MAX_NUMBER) (only a damaged manifest
-    /// starts near it): a number at or above it would not be read back.
+    /// A new table file number ([`check_new_number`](crate::coding::check_new_number)).
     pub(crate) fn allocate_file_number(&self) -> Result<u64> {
         let number = self.next_file.fetch_add(1, Ordering::AcqRel);
-        if number >= crate::coding::MAX_NUMBER {
-            return Err(Error::Io(std::io::Error::other(format!(
-                "table file numbers exhausted (the next is {number})"
-            ))));
-        }
-        Ok(number)
+        crate::coding::check_new_number("table file", number)
+            .map_err(|why| Error::Io(std::io::Error::other(why)))
     }
-}
-
-/// Refuses a key or value longer than a memtable holds (far above
-/// `kalamdb-store`'s limits, which its callers meet first).
-fn check_entry_size(key: &[u8], value: Option<&[u8]>) -> Result<()> {
-    if key.len() > MAX_NODE_KEY {
-        return Err(Error::TooLarge(format!(
-            "key of {} bytes exceeds the engine's maximum of {MAX_NODE_KEY}",
-            key.len()
-        )));
-    }
-    if let Some(v) = value.filter(|v| v.len() > MAX_NODE_VALUE) {
-        return Err(Error::TooLarge(format!(
-            "value of {} bytes exceeds the engine's maximum of {MAX_NODE_VALUE}",
-            v.len()
-        )));
-    }
-    Ok(())
 }
 
 impl Db {
@@ -379,16 +355,9 @@ impl Db {
             wal_starts: state.wal_starts.clone(),
         };
         let recovered = recovery::replay(&fs, &dir, &partitions, &facts)?;
-        if recovered.next_wal_number >= crate::coding::MAX_NUMBER {
-            return Err(corruption(
-                &facts.path,
-                0,
-                format!(
-                    "WAL numbers exhausted (the next would be {})",
-                    recovered.next_wal_number
-                ),
-            ));
-        }
+        // (`WalWriter::create` refuses it too, but as an I/O error.)
+        crate::coding::check_new_number("WAL", recovered.next_wal_number)
+            .map_err(|why| corruption(&facts.path, 0, why))?;
         let wal = WalWriter::create(
             &fs,
             &dir,
@@ -822,8 +791,8 @@ impl Db {
     /// `sync: None` uses the database default.
     ///
     /// # Errors
-    /// `TooLarge` for a key longer than [`MAX_NODE_KEY`] or a value longer
-    /// than [`MAX_NODE_VALUE`], `PartitionNotFound` for any missing
+    /// `TooLarge` for a key or value longer than a memtable holds
+    /// ([`check_entry_size`]), `PartitionNotFound` for any missing
     /// partition (nothing is written). Errors of the commit itself (`Io`,
     /// `Poisoned`) arrive through the completion.
     pub fn submit<P: AsRef<str>>(
@@ -835,7 +804,9 @@ impl Db {
         {
             let partitions = read(&self.inner.partitions);
             for op in ops {
-                check_entry_size(&op.key, op.value.as_deref())?;
+                // Far above `kalamdb-store`'s limits, which its callers
+                // meet first.
+                check_entry_size(&op.key, op.value.as_deref()).map_err(Error::TooLarge)?;
                 let name = op.partition.as_ref();
                 let target = partitions
                     .get(name)

@@ -255,17 +255,37 @@ pub type Version<'a> = (&'a [u8], SeqNo, Option<&'a [u8]>);
 /// Searches [`Memtable::insert_sorted`] runs side by side.
 pub const LANES: usize = 8;
 
+/// Whether a memtable can hold an entry: `Err` (what is too long) for a
+/// key longer than [`MAX_NODE_KEY`] or a value longer than
+/// [`MAX_NODE_VALUE`]. The engine refuses such writes at `submit` and such
+/// WAL records at replay, so an insert never sees one.
+///
+/// # Errors
+/// The key's or the value's length against its maximum.
+pub fn check_entry_size(key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    if key.len() > MAX_NODE_KEY {
+        return Err(format!(
+            "key of {} bytes exceeds the memtable's maximum of {MAX_NODE_KEY}",
+            key.len()
+        ));
+    }
+    if let Some(v) = value.filter(|v| v.len() > MAX_NODE_VALUE) {
+        return Err(format!(
+            "value of {} bytes exceeds the memtable's maximum of {MAX_NODE_VALUE}",
+            v.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an entry against the node format's limits.
 ///
 /// # Panics
-/// If `key` is longer than [`MAX_NODE_KEY`] or the value longer than
-/// [`MAX_NODE_VALUE`] (far above the engine's limits).
+/// If [`check_entry_size`] refuses it.
 fn check_entry(key: &[u8], value: Option<&[u8]>) {
-    assert!(key.len() <= MAX_NODE_KEY, "memtable key too long");
-    assert!(
-        value.map_or(0, <[u8]>::len) <= MAX_NODE_VALUE,
-        "memtable value too long"
-    );
+    if let Err(why) = check_entry_size(key, value) {
+        panic!("memtable entry too long: {why}");
+    }
 }
 
 /// Accounting of inserts made under the writer lock, published at once.

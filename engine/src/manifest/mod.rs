@@ -144,7 +144,7 @@ impl Manifest {
         if fs.exists(&current_path)? {
             // A manifest's name and a newline; anything longer is damage
             // (and is not read into memory whole).
-            let len = fs.open_read(&current_path)?.len()?;
+            let len = fs.file_size(&current_path)?;
             if len > 64 {
                 return Err(corruption(
                     &current_path,
@@ -180,14 +180,8 @@ impl Manifest {
         }
         let replayed = old_number.map(|n| dir.join(manifest_file_name(n)));
         let number = old_number.map_or(1, |n| n + 1);
-        if number >= crate::coding::MAX_NUMBER {
-            // A name `parse_manifest_file_name` would not read back.
-            return Err(corruption(
-                &current_path,
-                0,
-                format!("manifest numbers exhausted (the next would be {number})"),
-            ));
-        }
+        crate::coding::check_new_number("manifest", number)
+            .map_err(|why| corruption(&current_path, 0, why))?;
         let (file, len) = write_snapshot(fs, dir, number, &state)?;
         set_current(fs, dir, number)?;
         // Manifests other than the new one are obsolete (including leftovers
@@ -414,12 +408,10 @@ impl Manifest {
         if !self.roll_over_due(&w) {
             return Ok(()); // another caller rolled it over meanwhile
         }
-        let number = w.number + 1;
-        if number >= crate::coding::MAX_NUMBER {
-            return Err(Error::Io(std::io::Error::other(format!(
-                "manifest numbers exhausted (the next is {number})"
-            ))));
-        }
+        // Out of numbers: refused before anything is written, the manifest
+        // stays writable.
+        let number = crate::coding::check_new_number("manifest", w.number + 1)
+            .map_err(|why| Error::Io(std::io::Error::other(why)))?;
         let rolled = (|| -> Result<Rolled> {
             let (file, len) = write_snapshot(&self.fs, &self.dir, number, &w.state)?;
             set_current(&self.fs, &self.dir, number)?;

@@ -285,15 +285,24 @@ fn concurrent_edits_with_rollovers() {
 /// given as raw payload bytes, and whose CURRENT names it. Returns the
 /// manifest's path and each record's offset.
 fn hand_written(sim: &SimFs, payloads: &[Vec<u8>]) -> (std::path::PathBuf, Vec<u64>) {
+    hand_written_as(sim, 1, payloads)
+}
+
+/// [`hand_written`], as manifest `number`.
+fn hand_written_as(
+    sim: &SimFs,
+    number: u64,
+    payloads: &[Vec<u8>],
+) -> (std::path::PathBuf, Vec<u64>) {
     let fs = fs_of(sim);
-    let path = Path::new(DIR).join(manifest_file_name(1));
+    let path = Path::new(DIR).join(manifest_file_name(number));
     let (mut off, mut bytes, mut offsets) = (0, Vec::new(), Vec::new());
     for p in payloads {
         offsets.push(bytes.len() as u64);
         encode_record(&mut off, p, &mut bytes);
     }
     write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
-    set_current(&fs, Path::new(DIR), 1).unwrap();
+    set_current(&fs, Path::new(DIR), number).unwrap();
     (path, offsets)
 }
 
@@ -555,14 +564,8 @@ fn a_manifest_at_the_end_of_the_numbers_is_corruption_and_is_kept() {
     // The last number a manifest can have: the open would write the next
     // one, whose name would not be read back.
     let sim = sim();
-    let fs = fs_of(&sim);
-    let last = MAX_NUMBER - 1;
-    let path = Path::new(DIR).join(manifest_file_name(last));
-    let mut off = 0;
-    let mut bytes = Vec::new();
-    encode_record(&mut off, &payload(&create(1)), &mut bytes);
-    write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
-    set_current(&fs, Path::new(DIR), last).unwrap();
+    let (path, _) = hand_written_as(&sim, MAX_NUMBER - 1, &[payload(&create(1))]);
+    let bytes = sim.contents(&path).unwrap();
     let (file, offset, reason) = open_err(&sim);
     assert_eq!((file, offset), (Path::new(DIR).join(CURRENT_FILE), 0));
     assert!(reason.contains("exhausted"), "{reason}");

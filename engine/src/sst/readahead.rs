@@ -147,14 +147,14 @@ impl Readahead {
             .min(self.size)
             .max(len);
         self.window = match self.mapping(want) {
-            Some(map) => {
-                let mut window = Window {
+            Some(mut map) => {
+                let filled = read(&mut map[..want], offset);
+                // Back to the spares when dropped, after a failed read too.
+                let window = Window {
                     map: Some(map),
                     home: self.spares.as_ref().map_or_else(Weak::new, Arc::downgrade),
                 };
-                if let Some(map) = window.map.as_mut() {
-                    read(&mut map[..want], offset)?;
-                }
+                filled?;
                 Bytes::from_owner(window).slice(..want)
             }
             None => {
@@ -252,26 +252,22 @@ mod tests {
             len: usize,
             limit: u64,
         ) -> Result<Vec<u8>> {
-            if let Some(b) = ra.held(offset, len) {
-                return Ok(b.to_vec());
-            }
-            if let Some(b) = ra.fetch(offset, len, limit, |buf, o| self.read(buf, o))? {
-                return Ok(b.to_vec());
-            }
-            let mut buf = vec![0; len];
-            self.read(&mut buf, offset)?;
-            Ok(buf)
+            self.shared_block(ra, offset, len, limit)
+                .map(|b| b.to_vec())
         }
-    }
 
-    impl File {
         /// Like [`File::block`], but the block as read (a slice of the
         /// window, if it came from one).
-        fn shared_block(&mut self, ra: &mut Readahead, offset: u64, len: usize) -> Result<Bytes> {
+        fn shared_block(
+            &mut self,
+            ra: &mut Readahead,
+            offset: u64,
+            len: usize,
+            limit: u64,
+        ) -> Result<Bytes> {
             if let Some(b) = ra.held(offset, len) {
                 return Ok(b);
             }
-            let limit = self.len;
             if let Some(b) = ra.fetch(offset, len, limit, |buf, o| self.read(buf, o))? {
                 return Ok(b);
             }
@@ -356,7 +352,7 @@ mod tests {
         let mut held = Vec::new();
         for i in 0..1024u64 {
             let at = i * 4096;
-            held.push((at, file.shared_block(&mut ra, at, 4096).unwrap()));
+            held.push((at, file.shared_block(&mut ra, at, 4096, file.len).unwrap()));
         }
         // Every window is still referenced: each had a mapping of its own.
         let mapped = file.reads.iter().filter(|r| r.1 >= MAP_AT_LEAST).count();
@@ -378,7 +374,7 @@ mod tests {
         let mut held = Vec::new();
         let mut at = 0u64;
         while held.len() < 4 {
-            let block = file.shared_block(&mut ra, at, 4096).unwrap();
+            let block = file.shared_block(&mut ra, at, 4096, file.len).unwrap();
             if file
                 .reads
                 .last()
@@ -412,10 +408,10 @@ mod tests {
         // stays referenced.
         let next = window_at + MAX_WINDOW as u64;
         let kept_at = next - 4096;
-        let kept = file.shared_block(&mut ra, kept_at, 4096).unwrap();
+        let kept = file.shared_block(&mut ra, kept_at, 4096, file.len).unwrap();
         let mapped = ra.mapped;
         file.fail = true;
-        assert!(file.shared_block(&mut ra, next, 4096).is_err());
+        assert!(file.shared_block(&mut ra, next, 4096, file.len).is_err());
         assert_eq!(file.reads.last(), Some(&(next, MAX_WINDOW)));
         assert_eq!(ra.mapped, mapped, "the read went into the spare");
         assert_eq!(spares(&ra), 1, "and the spare came back");
@@ -423,7 +419,7 @@ mod tests {
         // The held block is intact and the scan goes on with the file's
         // bytes.
         expect_bytes(&kept, kept_at);
-        let got = file.shared_block(&mut ra, next, 4096).unwrap();
+        let got = file.shared_block(&mut ra, next, 4096, file.len).unwrap();
         expect_bytes(&got, next);
         scan(&mut ra, &mut file, next + 4096, 4096, 200);
         expect_bytes(&kept, kept_at);

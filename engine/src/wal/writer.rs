@@ -59,6 +59,7 @@ impl WalWriter {
         number: u64,
         preallocate: u64,
     ) -> std::io::Result<WalWriter> {
+        crate::coding::check_new_number("WAL", number).map_err(std::io::Error::other)?;
         let path = dir.join(wal_file_name(number));
         let file = fs.create(&path)?;
         Ok(WalWriter {
