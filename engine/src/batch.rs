@@ -27,12 +27,42 @@ pub const TAG_WRITE_BATCH: u8 = 1;
 /// as durable), keeping the recovered state a prefix of history.
 pub const TAG_PREVIOUS_WAL: u8 = 2;
 
-/// Encodes a [`TAG_PREVIOUS_WAL`] record payload.
-pub fn encode_previous_wal(number: u64, len: u64) -> Vec<u8> {
-    let mut out = vec![TAG_PREVIOUS_WAL];
-    out.extend_from_slice(&number.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
+/// Tag of a sync mark: a WAL number and an offset in it (`u64` LE each).
+/// A sync that completed made that file durable up to the offset, and every
+/// earlier WAL file whole (the committer syncs rotated files first). The
+/// group-commit leader writes one in front of the first group after each
+/// sync. Recovery reads them only past damage: a mark beyond a damaged spot
+/// shows the damaged bytes were durable (corruption), while damage no mark
+/// covers may be writes a power loss was allowed to lose (see `recovery`).
+pub const TAG_SYNCED: u8 = 3;
+
+/// Length of a record holding a tag and two `u64`s.
+const PAIR_LEN: usize = 17;
+
+fn encode_pair(tag: u8, a: u64, b: u64) -> [u8; PAIR_LEN] {
+    let mut out = [0u8; PAIR_LEN];
+    out[0] = tag;
+    out[1..9].copy_from_slice(&a.to_le_bytes());
+    out[9..].copy_from_slice(&b.to_le_bytes());
     out
+}
+
+fn decode_pair(payload: &[u8], tag: u8, what: &'static str) -> Result<Option<(u64, u64)>, String> {
+    if payload.first() != Some(&tag) {
+        return Ok(None);
+    }
+    let mut r = Reader::new(&payload[1..]);
+    let a = r.u64_le(what)?;
+    let b = r.u64_le(what)?;
+    if !r.is_empty() {
+        return Err(format!("trailing bytes after the {what} record"));
+    }
+    Ok(Some((a, b)))
+}
+
+/// Encodes a [`TAG_PREVIOUS_WAL`] record payload.
+pub fn encode_previous_wal(number: u64, len: u64) -> [u8; PAIR_LEN] {
+    encode_pair(TAG_PREVIOUS_WAL, number, len)
 }
 
 /// Decodes a [`TAG_PREVIOUS_WAL`] payload; `None` for any other record.
@@ -40,16 +70,21 @@ pub fn encode_previous_wal(number: u64, len: u64) -> Vec<u8> {
 /// # Errors
 /// A malformed record with that tag.
 pub fn decode_previous_wal(payload: &[u8]) -> Result<Option<(u64, u64)>, String> {
-    if payload.first() != Some(&TAG_PREVIOUS_WAL) {
-        return Ok(None);
-    }
-    let mut r = Reader::new(&payload[1..]);
-    let number = r.u64_le("previous WAL number")?;
-    let len = r.u64_le("previous WAL length")?;
-    if !r.is_empty() {
-        return Err("trailing bytes after the previous-WAL record".into());
-    }
-    Ok(Some((number, len)))
+    decode_pair(payload, TAG_PREVIOUS_WAL, "previous-WAL")
+}
+
+/// Encodes a [`TAG_SYNCED`] record payload: WAL `number` was durable up to
+/// `offset`.
+pub fn encode_synced(number: u64, offset: u64) -> [u8; PAIR_LEN] {
+    encode_pair(TAG_SYNCED, number, offset)
+}
+
+/// Decodes a [`TAG_SYNCED`] payload; `None` for any other record.
+///
+/// # Errors
+/// A malformed record with that tag.
+pub fn decode_synced(payload: &[u8]) -> Result<Option<(u64, u64)>, String> {
+    decode_pair(payload, TAG_SYNCED, "sync mark")
 }
 
 /// Kind of one operation (explicit discriminants: they are on disk).

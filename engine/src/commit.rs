@@ -70,6 +70,8 @@ pub struct Pending {
 /// A group written to the WAL, waiting for a sync or for earlier groups.
 pub struct Group {
     last_seq: SeqNo,
+    /// The WAL file written and its length after the group.
+    wal_end: (u64, u64),
     needs_sync: bool,
     members: Vec<Completer<Result<()>>>,
 }
@@ -83,11 +85,17 @@ pub struct CommitState {
     pub(crate) next_seq: SeqNo,
     /// Every write with a sequence number up to this is durable (synced).
     pub(crate) durable_seq: SeqNo,
+    /// The last completed sync made this WAL file durable up to this
+    /// length (and every earlier WAL file whole).
+    pub(crate) synced_wal: Option<(u64, u64)>,
+    /// The last sync mark written to the WAL (see `batch::TAG_SYNCED`).
+    pub(crate) marked_wal: Option<(u64, u64)>,
     pub(crate) unpublished: VecDeque<Group>,
     /// Sync handle of the WAL being written.
     pub(crate) current_sync: SyncHandle,
-    /// WALs rotated away whose tails are not known durable.
-    pub(crate) to_sync: Vec<SyncHandle>,
+    /// WALs rotated away whose tails are not known durable, with their
+    /// numbers and final lengths.
+    pub(crate) to_sync: Vec<(SyncHandle, (u64, u64))>,
     /// A WAL file was created since the directory was last synced.
     pub(crate) dir_unsynced: bool,
     pub(crate) next_wal_number: u64,
@@ -251,9 +259,18 @@ impl Inner {
             st.next_seq += ops;
             let last_seq = st.next_seq - 1;
             let needs_sync = group.iter().any(|p| p.sync);
+            // A sync completed since the last mark: the group says so first
+            // (only a group with records; a mark of an empty file says
+            // nothing the file's start does not).
+            let mark = st
+                .synced_wal
+                .filter(|&(_, len)| ops > 0 && len > 0 && st.marked_wal != st.synced_wal);
+            if mark.is_some() {
+                st.marked_wal = mark;
+            }
             drop(st);
 
-            let (wal_number, wal_len) = match self.write_group(&mut group, first_seq) {
+            let (wal_number, wal_len) = match self.write_group(&mut group, first_seq, mark) {
                 Ok(n) => n,
                 Err(e) => {
                     let why = e.to_string();
@@ -345,6 +362,7 @@ impl Inner {
             } else {
                 st.unpublished.push_back(Group {
                     last_seq,
+                    wal_end: (wal_number, wal_len),
                     needs_sync,
                     members,
                 });
@@ -354,12 +372,18 @@ impl Inner {
     }
 
     /// Patches sequence numbers into the group's records and writes them to
-    /// the WAL with one write, rotating the WAL first if it is full, or if a
+    /// the WAL with one write (after a sync mark, if `mark`), rotating the
+    /// WAL first if it is full, or if a
     /// memtable filled and the file holds at least [`min_wal_rotation`]
     /// bytes (so many partitions filling in turn do not make many tiny
     /// files). Returns
     /// the number of the WAL file written and its size after the write.
-    fn write_group(&self, group: &mut [Pending], first_seq: SeqNo) -> Result<(u64, u64)> {
+    fn write_group(
+        &self,
+        group: &mut [Pending],
+        first_seq: SeqNo,
+        mark: Option<(u64, u64)>,
+    ) -> Result<(u64, u64)> {
         let mut seq = first_seq;
         for p in group.iter_mut() {
             if let Some(slot) = p.payload.get_mut(FIRST_SEQ_RANGE) {
@@ -375,10 +399,13 @@ impl Inner {
         {
             self.rotate(&mut wal, first_seq)?;
         }
-        let payloads = group
-            .iter()
-            .filter(|p| !p.ops.is_empty())
-            .map(|p| p.payload.as_slice());
+        let mark = mark.map(|(number, len)| crate::batch::encode_synced(number, len));
+        let payloads = mark.iter().map(|m| m.as_slice()).chain(
+            group
+                .iter()
+                .filter(|p| !p.ops.is_empty())
+                .map(|p| p.payload.as_slice()),
+        );
         let before = wal.len();
         wal.append(payloads)?;
         self.stats
@@ -404,7 +431,7 @@ impl Inner {
         let mut st = lock(&self.commit);
         st.next_wal_number = number + 1;
         let old = std::mem::replace(&mut st.current_sync, handle);
-        st.to_sync.push(old);
+        st.to_sync.push((old, (wal.number(), wal.len())));
         st.dir_unsynced = true;
         self.wake_committer(&st);
         drop(st);
@@ -443,12 +470,15 @@ impl Inner {
                 // Rotated-away WALs: make their tails durable in the background.
                 let old = std::mem::take(&mut st.to_sync);
                 drop(st);
-                let synced = old.iter().try_for_each(|f| lock(f).sync_data());
+                let synced = old.iter().try_for_each(|(f, _)| lock(f).sync_data());
                 st = lock(&self.commit);
-                if let Err(e) = synced {
-                    let why = e.to_string();
-                    st.poisoned.get_or_insert(why.clone());
-                    fail_queue(&mut st, &why);
+                match synced {
+                    Ok(()) => st.synced_wal = st.synced_wal.max(old.iter().map(|o| o.1).max()),
+                    Err(e) => {
+                        let why = e.to_string();
+                        st.poisoned.get_or_insert(why.clone());
+                        fail_queue(&mut st, &why);
+                    }
                 }
                 continue;
             }
@@ -497,6 +527,7 @@ impl Inner {
         if st.unpublished.iter().any(|g| g.needs_sync) {
             // These groups were written before the sync starts: it covers them.
             let covered = st.unpublished.iter().map(|g| g.last_seq).max();
+            let covered_wal = st.unpublished.iter().map(|g| g.wal_end).max();
             let old = std::mem::take(&mut st.to_sync);
             let current = st.current_sync.clone();
             let dir_unsynced = std::mem::replace(&mut st.dir_unsynced, false);
@@ -519,6 +550,8 @@ impl Inner {
             if let Some(seq) = covered {
                 st.durable_seq = st.durable_seq.max(seq);
             }
+            let rotated = old.iter().map(|o| o.1).max();
+            st.synced_wal = st.synced_wal.max(covered_wal).max(rotated);
             // The writers active now: those this sync acknowledges and those
             // that queued while it ran.
             st.linger = Linger {
@@ -543,11 +576,11 @@ impl Inner {
 
     fn sync_wals(
         &self,
-        old: &[SyncHandle],
+        old: &[(SyncHandle, (u64, u64))],
         dir_unsynced: bool,
         current: &SyncHandle,
     ) -> Result<()> {
-        for f in old {
+        for (f, _) in old {
             lock(f).sync_data()?;
         }
         if dir_unsynced {

@@ -407,6 +407,8 @@ impl Db {
                 next_seq: last_seq + 1,
                 // Recovery synced every WAL file it kept.
                 durable_seq: last_seq,
+                synced_wal: None,
+                marked_wal: None,
                 unpublished: VecDeque::new(),
                 current_sync,
                 to_sync: Vec::new(),

@@ -5,8 +5,20 @@
 //! a crash left incomplete — is cut off durably; anything in later files was
 //! never acknowledged as durable (a sync write is acknowledged only after
 //! every earlier byte of every WAL is durable), so those files are deleted and
-//! the recovered state is a prefix of history. A bad record followed by valid
-//! ones is `Corruption`.
+//! the recovered state is a prefix of history.
+//!
+//! Damage followed by valid records is not always corruption: a power loss
+//! can keep a later page of unsynced writes and lose an earlier one (the
+//! file system writes pages back in no promised order). A sync covers
+//! every byte written before it, so valid records after a lost spot were
+//! unsynced unless a sync covered the spot too — and each sync leaves a mark
+//! in the WAL (`batch::TAG_SYNCED`, written with the next group). A lost
+//! write reads back as zeros, a sector at a time (WAL files are new, never
+//! recycled: see `reader::lost_write_shape`). So damage of that shape is cut
+//! like a torn tail, and everything after it dropped, unless a mark after it (in that
+//! file or a later one) shows the damaged bytes were durable; otherwise it
+//! is `Corruption`. So is damage before a sequence number the manifest
+//! records as durable.
 //!
 //! Every WAL file kept is synced before the engine accepts writes: the
 //! previous process may have died (or closed) with its last writes only in
@@ -34,7 +46,9 @@ use crate::fs::Fs;
 use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
 use crate::wal::format::BLOCK_SIZE;
-use crate::wal::reader::{read_log_from, FileSource, LogEnd, LogSource, ReadLogError};
+use crate::wal::reader::{
+    lost_write_shape, read_log_from, salvage_from, FileSource, LogEnd, LogSource, ReadLogError,
+};
 use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
 /// What replay found.
@@ -157,7 +171,9 @@ fn apply_file(
     let mut src = FileSource::new(file, len, REPLAY_WINDOW);
     let mut batch = ReplayBatch::default();
     read_log_from(&mut src, |_, payload| {
-        if crate::batch::decode_previous_wal(payload)?.is_some() {
+        if crate::batch::decode_previous_wal(payload)?.is_some()
+            || crate::batch::decode_synced(payload)?.is_some()
+        {
             return Ok(());
         }
         decode_batch(payload, |op| {
@@ -228,6 +244,9 @@ fn first_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<FirstRecord> {
     // A read error is not: taken for "nothing readable", it would make
     // recovery drop the later files.
     let read = read_log_from(&mut src, |_, payload| {
+        if matches!(crate::batch::decode_synced(payload), Ok(Some(_))) {
+            return Ok(()); // a sync mark is not what starts a file
+        }
         first = match crate::batch::decode_previous_wal(payload) {
             Ok(Some((number, len))) => FirstRecord::PreviousWal { number, len },
             _ if payload.first() == Some(&crate::batch::TAG_WRITE_BATCH) => FirstRecord::Batch,
@@ -246,6 +265,73 @@ fn cut_at(fs: &Arc<dyn Fs>, path: &Path, len: &mut u64, offset: u64) -> Result<(
     fs.truncate(path, offset)?;
     *len = offset.min(*len);
     Ok(())
+}
+
+/// A sync mark showing that bytes lost from a WAL file were durable.
+struct DurableMark {
+    /// The file holding the mark, and the mark's offset in it.
+    path: PathBuf,
+    at: u64,
+    /// The WAL file and length the mark says a sync made durable.
+    number: u64,
+    len: u64,
+}
+
+impl DurableMark {
+    fn describe(&self) -> String {
+        format!(
+            "{} at offset {} records a completed sync of WAL {} through offset {}",
+            self.path.display(),
+            self.at,
+            wal_file_name(self.number),
+            self.len
+        )
+    }
+}
+
+/// Looks for a sync mark showing that WAL `number` was durable beyond
+/// `offset`: a mark for that file past `offset`, or a mark for any later
+/// file (the committer syncs every earlier file whole before a later one).
+/// Reads file `number` from `from`, going past damage, and the files
+/// `later` whole. Only on the path of a damaged log.
+fn durable_beyond(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    number: u64,
+    offset: u64,
+    from: Option<u64>,
+    later: &[u64],
+) -> Result<Option<DurableMark>> {
+    let files = from
+        .map(|f| (number, f))
+        .into_iter()
+        .chain(later.iter().map(|&n| (n, 0)));
+    for (n, start) in files {
+        let path = dir.join(wal_file_name(n));
+        let mut src = FileSource::open(fs.as_ref(), &path, REPLAY_WINDOW)?;
+        let start = start.min(src.len());
+        let mut found = None;
+        salvage_from(
+            &mut src,
+            start,
+            |at, payload| match crate::batch::decode_synced(payload) {
+                Ok(Some((m, len))) if m > number || (m == number && len > offset) => {
+                    found = Some(DurableMark {
+                        path: path.clone(),
+                        at,
+                        number: m,
+                        len,
+                    });
+                    true
+                }
+                _ => false,
+            },
+        )?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// Replays every WAL file in `dir` into the partitions' memtables.
@@ -315,6 +401,16 @@ pub fn replay(
                     return Err("previous-WAL record not at the start of the file".into());
                 }
                 previous_len = Some(prev);
+                return Ok(());
+            }
+            if let Some((n, len)) = crate::batch::decode_synced(payload)? {
+                // A mark names this file before itself, or an earlier file.
+                if n > *number || (n == *number && len > offset) {
+                    return Err(format!(
+                        "sync mark for WAL {n} through offset {len} in WAL {number} at offset \
+                         {offset}"
+                    ));
+                }
                 return Ok(());
             }
             decode_batch(payload, |op| {
@@ -392,8 +488,21 @@ pub fn replay(
         // (A file dropped below is never replayed: what it holds is not
         // judged.)
         drop(src);
+        // Damage followed by valid records: judged below as a torn tail at
+        // the first record lost (see the module docs), with why it stopped.
+        let mut damage: Option<String> = None;
         let end = match end {
             Err(ReadLogError::Corrupt(_)) if previous_short => LogEnd::Clean,
+            Err(ReadLogError::Corrupt(c)) if c.resumes_at.is_some() => {
+                let resumes_at = c.resumes_at.unwrap_or(c.offset);
+                // A lost write reads back as zeros; anything else is damage.
+                let mut src = FileSource::open(fs.as_ref(), &path, REPLAY_WINDOW)?;
+                if !lost_write_shape(&mut src, c.offset, resumes_at)? {
+                    return Err(corruption(&path, c.offset, c.reason));
+                }
+                damage = Some(c.reason);
+                LogEnd::TornTail { offset: c.offset }
+            }
             end => end.map_err(|e| log_error(&path, e))?,
         };
         // Preallocated space never written: the log ends cleanly where the
@@ -434,6 +543,20 @@ pub fn replay(
         {
             let prev_is_that_file = i > 0 && numbers[i - 1] == prev_number;
             if prev_is_that_file && *prev_data_len < prev_len {
+                if let Some(mark) =
+                    durable_beyond(fs, dir, prev_number, *prev_data_len, None, &numbers[i..])?
+                {
+                    return Err(corruption(
+                        prev_path,
+                        *prev_data_len,
+                        format!(
+                            "{prev_len} bytes when {} started, but only {prev_data_len} are \
+                             left, and {}: durable records were lost",
+                            path.display(),
+                            mark.describe()
+                        ),
+                    ));
+                }
                 // Nothing of this file is replayed: its sequence numbers are
                 // not used (the next open continues after the previous file).
                 last_seq = seq_before;
@@ -485,18 +608,32 @@ pub fn replay(
                 }
             }
             lost_durable(offset)?;
+            let hole = damage.is_some();
+            let what = damage.map_or_else(
+                || "the log is torn".to_string(),
+                |reason| format!("records are lost from offset {offset} ({reason})"),
+            );
             if let Some((next_path, first)) = &next {
                 if *first == FirstRecord::Batch {
                     return Err(corruption(
                         &path,
                         offset,
                         format!(
-                            "the log is torn, but {} was started by a later open, which \
+                            "{what}, but {} was started by a later open, which \
                              had synced this file whole: records were lost",
                             next_path.display()
                         ),
                     ));
                 }
+            }
+            // (After a plain torn tail nothing in this file is valid.)
+            let from = hole.then_some(offset);
+            if let Some(mark) = durable_beyond(fs, dir, *number, offset, from, &numbers[i + 1..])? {
+                return Err(corruption(
+                    &path,
+                    offset,
+                    format!("{what}, but {}: durable records were lost", mark.describe()),
+                ));
             }
             cut_at(fs, &path, &mut len, offset)?;
             files.push((path, len));

@@ -839,7 +839,9 @@ fn the_workload_is_deterministic_and_small() {
     }
     let total: u64 = a.ops.iter().sum();
     eprintln!("total: {total}");
-    assert!(total <= 300, "{total} file operations");
+    // 292 before sync marks made manifest files grow faster (two more
+    // rollovers in this workload's tiny manifest): 314.
+    assert!(total <= 330, "{total} file operations");
     for kind in [
         OpKind::Read,
         OpKind::Write,

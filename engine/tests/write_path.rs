@@ -865,7 +865,9 @@ fn torn_tail_is_cut_and_later_reopens_work() {
             sim.crash_with(mode, seed);
             drop(db);
             let data = sim.contents(&wal_path(1)).unwrap();
-            if read_log(&data, |_, _| Ok(())) != Ok(LogEnd::TornTail { offset: synced }) {
+            // The write after the synced one starts with a sync mark.
+            let big = synced + MARK_LEN;
+            if read_log(&data, |_, _| Ok(())) != Ok(LogEnd::TornTail { offset: big }) {
                 continue; // the crash kept none or all of the record
             }
             torn += 1;
@@ -877,8 +879,8 @@ fn torn_tail_is_cut_and_later_reopens_work() {
             // trailer of < 7 zero bytes).
             let cut = sim.file_state(&wal_path(1)).unwrap().len;
             assert!(
-                (synced..synced + 7).contains(&cut),
-                "{context}: the torn tail was not cut back to the last record: {cut} vs {synced}"
+                (big..big + 7).contains(&cut),
+                "{context}: the torn tail was not cut back to the last record: {cut} vs {big}"
             );
             write_pairs(&db, 30..40, |i| i == 39);
             drop(db);
@@ -892,6 +894,10 @@ fn torn_tail_is_cut_and_later_reopens_work() {
     }
     assert!(torn >= 20, "only {torn} crashes tore the record");
 }
+
+/// Bytes of a sync mark record in the WAL (header and payload), when it
+/// does not straddle a block boundary.
+const MARK_LEN: u64 = 7 + 17;
 
 /// Where the records of the WAL file `path` end: before its preallocated
 /// zeros, or at a torn tail.
@@ -1294,4 +1300,158 @@ fn writes_stop_at_the_last_sequence_number() {
     let db = open(&sim);
     assert_eq!(db.get("a", b"last").unwrap(), Some(b"1".to_vec()));
     expect_poisoned(db.write([put("a", b"past", b"2")], None), "after a reopen");
+}
+
+// --- Lost pages of unsynced writes, and sync marks ---------------------------
+
+/// Offsets and first bytes (the record tag) of the records of a WAL file.
+fn record_starts(data: &[u8]) -> Vec<(u64, u8)> {
+    let mut starts = Vec::new();
+    read_log(data, |offset, payload| {
+        starts.push((offset, payload.first().copied().unwrap_or(0)));
+        Ok(())
+    })
+    .expect("the WAL reads");
+    starts
+}
+
+/// A copy of `data` with the 4 KiB page at `page` zeroed (a page of
+/// unsynced writes that a power loss did not keep).
+fn lose_page(data: &[u8], page: usize) -> Vec<u8> {
+    let mut d = data.to_vec();
+    d[page..page + 4096].fill(0);
+    d
+}
+
+const TAG_WRITE_BATCH: u8 = 1;
+const TAG_SYNCED: u8 = 3;
+
+/// A power loss that kept a later page of unsynced writes but not an earlier
+/// one: the open cuts the log where the lost page starts, as at a torn tail
+/// (nothing there was synced), and later sessions work on top.
+#[test]
+fn a_lost_page_of_unsynced_writes_is_cut_like_a_torn_tail() {
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    write_pairs(&db, 0..10, |i| i == 9);
+    write_pairs(&db, 10..2000, |_| false);
+    drop(db);
+    let path = wal_path(1);
+    let original = sim.contents(&path).unwrap();
+    let starts = record_starts(&original);
+    let end = usize::try_from(records_end(&sim, &path)).unwrap();
+    // The last synced write, then its mark: both before the pages lost.
+    let mark = starts
+        .iter()
+        .position(|s| s.1 == TAG_SYNCED)
+        .expect("a sync mark");
+    for page in [end / 2 / 4096 * 4096, end / 3 / 4096 * 4096 + 4096] {
+        assert!(page > starts[mark].0 as usize && page + 4096 < end);
+        rewrite(&sim, &path, &lose_page(&original, page));
+        // The first record lost holds the page's first byte; the writes
+        // before it are all there.
+        let lost = starts.iter().rposition(|s| s.0 <= page as u64).unwrap();
+        let kept = starts[..lost]
+            .iter()
+            .filter(|s| s.1 == TAG_WRITE_BATCH)
+            .count();
+        let context = format!("page {page}");
+        let db = open(&sim);
+        assert_eq!(recovered_prefix(&db, 2000, &context), kept, "{context}");
+        assert_eq!(
+            sim.contents(&path).unwrap().len() as u64,
+            starts[lost].0,
+            "{context}: cut there"
+        );
+        write_pairs(&db, kept..kept + 10, |i| i == kept + 9);
+        drop(db);
+        let db = open(&sim);
+        assert_eq!(recovered_prefix(&db, kept + 10, &context), kept + 10);
+        drop(db);
+        // Back to the crashed state for the next page.
+        for n in wal_numbers(&sim) {
+            sim.remove_file(&wal_path(n)).unwrap();
+        }
+    }
+}
+
+/// A lost page that a later sync mark shows was durable is corruption,
+/// reported with nothing cut: a sync covers every byte written before it.
+#[test]
+fn damage_before_a_sync_mark_is_corruption() {
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    write_pairs(&db, 0..1000, |_| false);
+    write_pairs(&db, 1000..1001, |_| true);
+    write_pairs(&db, 1001..1400, |_| false);
+    drop(db);
+    let path = wal_path(1);
+    let original = sim.contents(&path).unwrap();
+    let end = records_end(&sim, &path);
+    let starts = record_starts(&original);
+    let (mark_at, _) = *starts
+        .iter()
+        .find(|s| s.1 == TAG_SYNCED)
+        .expect("a sync mark");
+    let page = usize::try_from(mark_at).unwrap() / 2 / 4096 * 4096;
+    let damaged = lose_page(&original, page);
+    rewrite(&sim, &path, &damaged);
+    match Db::open(DIR, options(&sim)) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, path, "{reason}");
+            assert!(reason.contains("records a completed sync"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_eq!(sim.contents(&path).unwrap(), damaged, "nothing was cut");
+    // Damage after the last mark is a lost unsynced write again.
+    let page = (usize::try_from(mark_at).unwrap() + 4096) / 4096 * 4096;
+    assert!(page as u64 + 4096 < end);
+    rewrite(&sim, &path, &lose_page(&original, page));
+    let lost = starts.iter().rposition(|s| s.0 <= page as u64).unwrap();
+    let kept = starts[..lost]
+        .iter()
+        .filter(|s| s.1 == TAG_WRITE_BATCH)
+        .count();
+    assert!((1001..1400).contains(&kept), "{kept}");
+    let db = open(&sim);
+    assert_eq!(recovered_prefix(&db, 1400, "after the mark"), kept);
+}
+
+/// A WAL file that lost records which a sync recorded in a later file
+/// covered is corruption (the later file is not dropped silently): the
+/// committer syncs every rotated file whole before a later one.
+#[test]
+fn a_torn_wal_that_a_later_sync_covered_is_corruption() {
+    let sim = SimFs::new();
+    let db = open_with(&sim, 64 << 10);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    let mut i = 0;
+    while wal_numbers(&sim).len() < 3 {
+        write_pairs(&db, i..i + 1, |_| false);
+        i += 1;
+    }
+    write_pairs(&db, i..i + 2, |j| j == i);
+    drop(db);
+    let first = wal_numbers(&sim)[0];
+    let path = wal_path(first);
+    let original = sim.contents(&path).unwrap();
+    let end = usize::try_from(records_end(&sim, &path)).unwrap();
+    // Torn in the middle of its records.
+    let torn = &original[..end / 2];
+    rewrite(&sim, &path, torn);
+    match Db::open(DIR, options_with(&sim, 64 << 10)) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, path, "{reason}");
+            assert!(reason.contains("records a completed sync"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_eq!(sim.contents(&path).unwrap(), torn, "nothing was cut");
+    assert!(wal_numbers(&sim).len() >= 3, "no later file was dropped");
 }

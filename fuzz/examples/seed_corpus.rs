@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kalamdb_lsm::batch::{encode_batch, encode_previous_wal, BatchOp};
+use kalamdb_lsm::batch::{encode_batch, encode_previous_wal, encode_synced, BatchOp};
 use kalamdb_lsm::fs::{Fs, SimFs};
 use kalamdb_lsm::manifest::{Change, ManifestState, TableRecord, VersionEdit};
 use kalamdb_lsm::memtable::Value;
@@ -213,8 +213,10 @@ fn wal_files() -> Vec<(&'static str, Vec<u8>)> {
         batch(5, &[]),
     ]);
     let rotated = log(&[
-        encode_previous_wal(4, 12_345),
+        encode_previous_wal(4, 12_345).to_vec(),
         batch(100, &[op(1, b"x", None)]),
+        encode_synced(5, 20).to_vec(),
+        batch(101, &[op(1, b"y", Some(b"z"))]),
     ]);
     // A record split across the first block boundary (FIRST + LAST).
     let spanning = log(&[

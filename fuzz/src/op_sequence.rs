@@ -118,7 +118,8 @@ pub enum Op {
     /// `recovery_fault`th file operation of the first reopen and every one
     /// after it, then crashes again.
     Crash {
-        /// 0: drop unsynced bytes, 1: torn tail, 2: torn and garbled.
+        /// 0: drop unsynced bytes, 1: torn tail, 2: torn and garbled, 3:
+        /// sectors lost before sectors kept.
         mode: u8,
         /// Seed of the torn lengths.
         seed: u8,
@@ -197,7 +198,7 @@ impl Op {
             19 => {
                 let flags = r.byte()?;
                 Op::Crash {
-                    mode: flags % 3,
+                    mode: flags % 4,
                     seed: r.byte()?,
                     quiesce: flags & 0x80 != 0,
                     recovery_fault: if flags & 0x40 != 0 { r.byte()? } else { 0 },
@@ -587,7 +588,8 @@ impl Run {
         let mode = match mode {
             0 => CrashMode::DropUnsynced,
             1 => CrashMode::TearTail,
-            _ => CrashMode::TearAndGarble,
+            2 => CrashMode::TearAndGarble,
+            _ => CrashMode::LoseSectors,
         };
         let seed = u64::from(seed) * 0x9e37_79b9 + self.log.len() as u64;
         self.held.clear();

@@ -9,7 +9,9 @@
 //!   by write-temp, fsync, rename, fsync-directory.
 //!
 //! [`Manifest::open`] replays the live manifest (a torn tail is an edit that
-//! was never acknowledged; damage followed by valid records is corruption)
+//! was never acknowledged; so is damage followed by valid records when it
+//! has the shape of lost writes and no sync mark after it covers it — see
+//! [`SYNC_MARK`] — otherwise it is corruption)
 //! and always starts a fresh manifest holding one snapshot record, so the
 //! log never grows across opens. While open, [`Manifest::log`] appends an
 //! edit and makes it durable before returning; concurrent callers share
@@ -30,6 +32,7 @@ pub mod edit;
 pub mod state;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 pub use edit::{Change, TableRecord, VersionEdit};
@@ -39,7 +42,7 @@ use crate::error::{corruption, Error, Result};
 use crate::fs::{write_file_atomic, Fs, WritableFile};
 use crate::locks::lock;
 use crate::wal::format::{encode_record, BLOCK_SIZE};
-use crate::wal::reader::read_log;
+use crate::wal::reader::{lost_write_shape, read_log, salvage_from};
 
 /// Name of the file naming the live manifest.
 pub const CURRENT_FILE: &str = "CURRENT";
@@ -55,6 +58,31 @@ pub fn parse_manifest_file_name(name: &str) -> Option<u64> {
     crate::coding::parse_padded_number(name.strip_prefix("MANIFEST-")?)
 }
 
+/// The start of a sync mark record: an edit of no changes, then a tag byte.
+/// [`VersionEdit::decode`] refuses it (trailing bytes), so no edit reads as
+/// one. After the tag, the offset (`u64` LE) in the manifest file through
+/// which a completed sync made it durable. The first edit appended after
+/// each sync is preceded by one. A power loss can keep a later page of
+/// unsynced edits and lose an earlier one; edits after such a hole were
+/// never acknowledged (each is acknowledged after a sync, which covers every
+/// earlier byte) unless a sync covered the hole too — and then a mark after
+/// the hole says so.
+pub const SYNC_MARK: [u8; 2] = [0, 0xff];
+
+/// Encodes a sync mark: the manifest file is durable up to `offset`.
+pub fn encode_sync_mark(offset: u64) -> [u8; 10] {
+    let mut out = [0u8; 10];
+    out[..2].copy_from_slice(&SYNC_MARK);
+    out[2..].copy_from_slice(&offset.to_le_bytes());
+    out
+}
+
+/// Decodes a sync mark; `None` for any other record.
+pub fn decode_sync_mark(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(&SYNC_MARK)?;
+    Some(u64::from_le_bytes(rest.try_into().ok()?))
+}
+
 struct Writer {
     number: u64,
     file: Box<dyn WritableFile>,
@@ -65,6 +93,10 @@ struct Writer {
     snapshot_len: u64,
     /// Bytes appended over the manifest's life (all files): sync positions.
     appended: u64,
+    /// `appended` when the current file's snapshot was written.
+    file_start: u64,
+    /// The sync position the last sync mark in the current file recorded.
+    marked: u64,
     state: ManifestState,
     failed: Option<String>,
 }
@@ -89,6 +121,9 @@ pub struct Manifest {
     replayed: Option<PathBuf>,
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
+    /// `Syncer::synced`, readable without the syncer's lock (the writer's
+    /// lock comes after it), for sync marks.
+    synced: AtomicU64,
     /// Signalled when a sync ends (the handle is back).
     sync_done: Condvar,
 }
@@ -171,11 +206,31 @@ impl Manifest {
                 ));
             }
             let data = crate::fs::read_file(fs.as_ref(), &path)?;
-            read_log(&data, |_, payload| {
+            let read = read_log(&data, |_, payload| {
+                if decode_sync_mark(payload).is_some() {
+                    return Ok(());
+                }
                 let edit = VersionEdit::decode(payload)?;
                 state.apply(&edit)
-            })
-            .map_err(|c| corruption(&path, c.offset, c.reason))?;
+            });
+            if let Err(c) = read {
+                // Edits up to the damage are applied; the ones after it
+                // were never acknowledged if it is a hole of lost writes
+                // that no sync covered (see `SYNC_MARK`).
+                let lost_unsynced = match c.resumes_at {
+                    Some(resumes_at) => {
+                        let mut src: &[u8] = &data;
+                        lost_write_shape(&mut src, c.offset, resumes_at)?
+                            && !salvage_from(&mut src, resumes_at, |_, payload| {
+                                decode_sync_mark(payload).is_some_and(|o| o > c.offset)
+                            })?
+                    }
+                    None => false,
+                };
+                if !lost_unsynced {
+                    return Err(corruption(&path, c.offset, c.reason));
+                }
+            }
             old_number = Some(number);
         }
         let replayed = old_number.map(|n| dir.join(manifest_file_name(n)));
@@ -204,6 +259,8 @@ impl Manifest {
                 file_len: len,
                 snapshot_len: len,
                 appended: 0,
+                file_start: 0,
+                marked: 0,
                 state,
                 failed: None,
             }),
@@ -211,6 +268,7 @@ impl Manifest {
                 handle: Some(handle),
                 synced: 0,
             }),
+            synced: AtomicU64::new(0),
             sync_done: Condvar::new(),
         })
     }
@@ -302,8 +360,15 @@ impl Manifest {
             .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why)))?;
         let mut payload = Vec::new();
         edit.encode(&mut payload);
-        let mut bytes = Vec::with_capacity(payload.len() + 16);
+        let mut bytes = Vec::with_capacity(payload.len() + 40);
         let mut offset = w.block_offset;
+        // A sync completed since the last mark: say so first.
+        let synced = self.synced.load(Ordering::Acquire);
+        let mark = synced > w.marked && synced > w.file_start;
+        if mark {
+            let through = w.snapshot_len + (synced - w.file_start);
+            encode_record(&mut offset, &encode_sync_mark(through), &mut bytes);
+        }
         encode_record(&mut offset, &payload, &mut bytes);
         if let Err(e) = w.file.append(&bytes) {
             // The state now holds an edit the file may lack: refuse every
@@ -314,6 +379,9 @@ impl Manifest {
         w.block_offset = offset;
         w.file_len += bytes.len() as u64;
         w.appended += bytes.len() as u64;
+        if mark {
+            w.marked = synced;
+        }
         Ok((w.appended, edit))
     }
 
@@ -379,6 +447,7 @@ impl Manifest {
                 return Err(Error::Io(e));
             }
             s.synced = s.synced.max(target);
+            self.synced.fetch_max(s.synced, Ordering::Release);
         }
     }
 
@@ -428,8 +497,11 @@ impl Manifest {
                 w.file_len = len;
                 w.snapshot_len = len;
                 w.block_offset = (len as usize) % BLOCK_SIZE;
+                w.file_start = w.appended;
+                w.marked = w.appended;
                 s.handle = Some(handle);
                 s.synced = w.appended;
+                self.synced.fetch_max(s.synced, Ordering::Release);
                 drop(w);
                 drop(s);
                 // The old file is unreferenced; failing to delete it only

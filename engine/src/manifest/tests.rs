@@ -571,3 +571,120 @@ fn a_manifest_at_the_end_of_the_numbers_is_corruption_and_is_kept() {
     assert!(reason.contains("exhausted"), "{reason}");
     assert_eq!(sim.contents(&path), Some(bytes), "the manifest is kept");
 }
+
+/// A partition creation with a name of `len` bytes: a record that spans
+/// sectors.
+fn create_named(id: u64, len: usize) -> VersionEdit {
+    VersionEdit::one(Change::CreatePartition {
+        id,
+        name: format!("p{id}-{}", "n".repeat(len)),
+    })
+}
+
+/// Hand-writes creations of partitions 1, 2 and 3 (each record over a
+/// sector long), with `mark` (a sync mark's offset) between the second and
+/// third if given; then zeroes from the second record's start to the end
+/// of its sector (a lost write: the sector it shares with the first record
+/// kept only the first record's bytes). Returns the manifest's path.
+fn with_lost_second_edit(sim: &SimFs, mark: Option<u64>) -> std::path::PathBuf {
+    let mut payloads = vec![
+        payload(&create_named(1, 700)),
+        payload(&create_named(2, 700)),
+    ];
+    if let Some(m) = mark {
+        payloads.push(encode_sync_mark(m).to_vec());
+    }
+    payloads.push(payload(&create_named(3, 700)));
+    let (path, offsets) = hand_written(sim, &payloads);
+    let mut data = sim.contents(&path).unwrap();
+    let second = usize::try_from(offsets[1]).unwrap();
+    let sector_end = second.div_ceil(512) * 512;
+    assert!(sector_end < usize::try_from(offsets[2]).unwrap());
+    data[second..sector_end].fill(0);
+    write_file_atomic(fs_of(sim).as_ref(), &path, &data).unwrap();
+    path
+}
+
+/// A power loss can keep a later page of unsynced edits and lose an earlier
+/// one: the edits from the lost one on were never acknowledged (no sync
+/// covered them), so the manifest opens with the edits before it.
+#[test]
+fn a_lost_write_no_sync_covered_ends_the_manifest_there() {
+    let sim = sim();
+    with_lost_second_edit(&sim, None);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    let ids: Vec<u64> = m.state().partitions.keys().copied().collect();
+    assert_eq!(ids, [1]);
+    // A mark that covers only the first edit says nothing of the second.
+    let sim = self::sim();
+    let first_end = {
+        let mut bytes = Vec::new();
+        encode_record(&mut 0, &payload(&create_named(1, 700)), &mut bytes);
+        bytes.len() as u64
+    };
+    with_lost_second_edit(&sim, Some(first_end));
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    assert_eq!(m.state().partitions.len(), 1);
+}
+
+/// The same damage with a sync mark after it that covers it: the damaged
+/// bytes were durable, so it is corruption, and nothing is changed.
+#[test]
+fn a_lost_write_a_sync_covered_is_corruption() {
+    let sim = sim();
+    let path = with_lost_second_edit(&sim, Some(2000));
+    let before = sim.contents(&path).unwrap();
+    let (file, _, reason) = open_err(&sim);
+    assert_eq!(file, path, "{reason}");
+    assert_eq!(sim.contents(&path).unwrap(), before);
+}
+
+/// Damage that is not zeros (a flipped bit) is corruption even where no
+/// sync covered it.
+#[test]
+fn damage_that_is_not_a_lost_write_is_corruption() {
+    let sim = sim();
+    let (path, offsets) = hand_written(
+        &sim,
+        &[
+            payload(&create_named(1, 700)),
+            payload(&create_named(2, 700)),
+            payload(&create_named(3, 700)),
+        ],
+    );
+    let mut data = sim.contents(&path).unwrap();
+    data[usize::try_from(offsets[1]).unwrap() + 100] ^= 0x10;
+    write_file_atomic(fs_of(&sim).as_ref(), &path, &data).unwrap();
+    let (file, offset, _) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]));
+}
+
+/// The first edit after a completed sync is preceded by a mark saying how
+/// far the file is durable; edits appended before a sync completes are not.
+#[test]
+fn edits_after_a_sync_carry_a_mark_of_it() {
+    let sim = sim();
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    m.log(&create(1)).unwrap();
+    let synced = sim.contents(&m.path()).unwrap().len() as u64;
+    let (p2, _) = m.append_with(|_| create(2)).unwrap();
+    m.append_with(|_| create(3)).unwrap();
+    m.commit(p2).unwrap();
+    let data = sim.contents(&m.path()).unwrap();
+    let mut marks = Vec::new();
+    let mut edits = 0;
+    read_log(&data, |offset, payload| {
+        match decode_sync_mark(payload) {
+            Some(through) => marks.push((offset, through)),
+            None => edits += 1,
+        }
+        Ok(())
+    })
+    .unwrap();
+    // The snapshot and three edits; one mark, before the second edit.
+    assert_eq!(edits, 4);
+    assert_eq!(marks, [(synced, synced)]);
+    drop(m);
+    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+    assert_eq!(m.state().partitions.len(), 3);
+}

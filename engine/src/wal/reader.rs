@@ -7,7 +7,10 @@
 //! ends at the start of the incomplete record, and the caller truncates it
 //! there. If a valid fragment follows, bytes in the middle of the log were
 //! damaged: that is *corruption*, reported with the offset of the first
-//! record lost, never skipped silently.
+//! record lost ([`LogCorruption::resumes_at`] says where valid data
+//! resumes), never skipped silently. Whether such damage is a lost write
+//! rather than damaged durable bytes is for the caller to decide, from what
+//! it knows of syncs ([`salvage_from`] reads past the damage for it).
 //!
 //! A log written into preallocated space ends in zeros: when everything from
 //! the end of a complete record to the end of the data is zero, the log ends
@@ -41,6 +44,11 @@ pub struct LogCorruption {
     pub offset: u64,
     /// What was wrong.
     pub reason: String,
+    /// Where a valid fragment follows the damage (`None` when a record was
+    /// rejected, or nothing valid follows). A power loss can keep a later
+    /// page of unsynced writes and lose an earlier one, so this alone does
+    /// not prove that durable bytes were damaged.
+    pub resumes_at: Option<u64>,
 }
 
 /// Why a log read from a [`LogSource`] stopped early.
@@ -174,6 +182,7 @@ pub fn read_log(
         ReadLogError::Io(e) => LogCorruption {
             offset: 0,
             reason: e.to_string(),
+            resumes_at: None,
         },
     })
 }
@@ -266,8 +275,11 @@ fn scan_window(
         let next = at + (HEADER_LEN + fragment.payload.len()) as u64;
         match (fragment.kind, partial.as_mut()) {
             (FragmentType::Full, None) => {
-                on_record(at, fragment.payload)
-                    .map_err(|reason| LogCorruption { offset: at, reason })?;
+                on_record(at, fragment.payload).map_err(|reason| LogCorruption {
+                    offset: at,
+                    reason,
+                    resumes_at: None,
+                })?;
                 *record_end = next;
             }
             (FragmentType::First, None) => *partial = Some((at, fragment.payload.to_vec())),
@@ -278,6 +290,7 @@ fn scan_window(
                 on_record(start, buf).map_err(|reason| LogCorruption {
                     offset: start,
                     reason,
+                    resumes_at: None,
                 })?;
                 *partial = None;
                 *record_end = next;
@@ -379,6 +392,7 @@ fn bad<S: LogSource + ?Sized>(
             reason: format!(
                 "{reason} at offset {pos}, followed by valid data at offset {candidate}"
             ),
+            resumes_at: Some(candidate),
         })
     };
     // The rest of the bad spot's block (read whole, so that a fragment is
@@ -415,6 +429,114 @@ fn bad<S: LogSource + ?Sized>(
     Ok(LogEnd::TornTail {
         offset: record_start,
     })
+}
+
+/// The unit a storage device writes whole or not at all (a sector).
+pub const SECTOR: u64 = 512;
+
+/// Whether damage from `from` (where the first record lost starts) to `to`
+/// has the shape of writes a power loss lost: zeros from `from` to the end
+/// of its sector, or a whole aligned sector of zeros in between. A write
+/// lost from a new or preallocated file reads back as zeros (file systems
+/// do not expose stale blocks), a sector at a time: the sector it shares
+/// with earlier durable bytes keeps those and loses the rest. A flipped
+/// bit or garbage leaves no such zeros.
+///
+/// # Errors
+/// I/O errors of the source.
+pub fn lost_write_shape<S: LogSource + ?Sized>(
+    src: &mut S,
+    from: u64,
+    to: u64,
+) -> std::io::Result<bool> {
+    let to = to.min(src.len());
+    let aligned = from.div_ceil(SECTOR) * SECTOR;
+    if from < aligned && aligned <= to {
+        let head = src.read(from, (aligned - from) as usize)?;
+        if head.iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+    }
+    let window = window_of(src) as u64;
+    let mut at = aligned;
+    while at + SECTOR <= to {
+        let n = ((to - at) / SECTOR * SECTOR).min(window);
+        let bytes = src.read(at, n as usize)?;
+        if bytes
+            .chunks_exact(SECTOR as usize)
+            .any(|sector| sector.iter().all(|&b| b == 0))
+        {
+            return Ok(true);
+        }
+        at += n;
+    }
+    Ok(false)
+}
+
+/// Reads every complete record that can still be parsed from `from` to the
+/// end of the log, going past damage: after a bad spot it resumes at the
+/// next block start, and a fragment out of sequence drops the record it
+/// would have continued. For looking beyond damage (for sync marks), never
+/// for replay: records after damage are not a prefix of the log. Stops when
+/// `on_record` returns `true`, and then returns `true`.
+///
+/// # Errors
+/// I/O errors of the source.
+pub fn salvage_from<S: LogSource + ?Sized>(
+    src: &mut S,
+    from: u64,
+    mut on_record: impl FnMut(u64, &[u8]) -> bool,
+) -> std::io::Result<bool> {
+    let total = src.len();
+    let window = window_of(src) as u64;
+    let mut base = from - from % BLOCK_SIZE as u64;
+    let mut start = from;
+    let mut partial: Option<(u64, Vec<u8>)> = None;
+    while base < total {
+        let n = (total - base).min(window) as usize;
+        let data = src.read(base, n)?;
+        let mut pos = (start - base) as usize;
+        while pos < data.len() {
+            let left_in_block = BLOCK_SIZE - pos % BLOCK_SIZE;
+            if left_in_block < HEADER_LEN {
+                pos += left_in_block;
+                continue;
+            }
+            let Ok(fragment) = parse_fragment(data, pos) else {
+                // Whatever this block still holds is unreadable from here.
+                partial = None;
+                pos += left_in_block;
+                continue;
+            };
+            let at = base + pos as u64;
+            let whole = match (fragment.kind, partial.take()) {
+                (FragmentType::Full, _) => Some((at, fragment.payload.to_vec())),
+                (FragmentType::First, _) => {
+                    partial = Some((at, fragment.payload.to_vec()));
+                    None
+                }
+                (FragmentType::Middle, Some((s, mut buf))) => {
+                    buf.extend_from_slice(fragment.payload);
+                    partial = Some((s, buf));
+                    None
+                }
+                (FragmentType::Last, Some((s, mut buf))) => {
+                    buf.extend_from_slice(fragment.payload);
+                    Some((s, buf))
+                }
+                (FragmentType::Middle | FragmentType::Last, None) => None,
+            };
+            if let Some((s, record)) = whole {
+                if on_record(s, &record) {
+                    return Ok(true);
+                }
+            }
+            pos += HEADER_LEN + fragment.payload.len();
+        }
+        base += n as u64;
+        start = base;
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -653,6 +775,133 @@ mod tests {
         assert!(err.reason.contains("unexpected Full"), "{}", err.reason);
     }
 
+    /// Record offsets of `records` written in order.
+    fn offsets(records: &[Vec<u8>]) -> Vec<u64> {
+        let data = write(records);
+        let mut got = Vec::new();
+        read_log(&data, |o, _| {
+            got.push(o);
+            Ok(())
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn corruption_says_where_valid_data_resumes() {
+        let records = sample();
+        let at = offsets(&records);
+        // The first record zeroed (a lost page): the empty record after it
+        // is the next valid fragment.
+        let mut data = write(&records);
+        data[..HEADER_LEN + 5].fill(0);
+        let err = read(&data).unwrap_err();
+        assert_eq!((err.offset, err.resumes_at), (0, Some(at[1])));
+        // The big record's middle block zeroed: its LAST fragment, at the
+        // start of the block after, is valid data (out of sequence).
+        let mut data = write(&records);
+        data[BLOCK_SIZE..2 * BLOCK_SIZE].fill(0);
+        let err = read(&data).unwrap_err();
+        assert_eq!(err.offset, at[2]);
+        assert_eq!(err.resumes_at, Some(2 * BLOCK_SIZE as u64));
+        // A torn tail has nothing to resume at.
+        let data = write(&records);
+        let end = read(&data[..data.len() - 2]).unwrap().1;
+        assert_eq!(end, LogEnd::TornTail { offset: at[5] });
+    }
+
+    /// What [`salvage_from`] finds from `from`, with windows of one and
+    /// three blocks (the same both times).
+    fn salvage(data: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut results = Vec::new();
+        for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
+            let mut src = Copied {
+                data,
+                window,
+                buf: Vec::new(),
+            };
+            let mut got = Vec::new();
+            let stopped = salvage_from(&mut src, from, |o, r| {
+                got.push((o, r.to_vec()));
+                false
+            })
+            .unwrap();
+            assert!(!stopped);
+            results.push(got);
+        }
+        assert_eq!(results[0], results[1]);
+        results.swap_remove(0)
+    }
+
+    #[test]
+    fn salvage_reads_the_records_left_around_damage() {
+        let records = sample();
+        let at = offsets(&records);
+        let all: Vec<(u64, Vec<u8>)> = at.iter().copied().zip(records.clone()).collect();
+        let data = write(&records);
+        assert_eq!(salvage(&data, 0), all);
+        assert_eq!(salvage(&data, at[3]), all[3..]);
+        // The big record's middle block lost: that record is gone, the
+        // rest of its block too (it is all the record's), and the records
+        // after it are found again.
+        let mut damaged = data.clone();
+        damaged[BLOCK_SIZE..2 * BLOCK_SIZE].fill(0);
+        let mut expected = all.clone();
+        expected.remove(2);
+        assert_eq!(salvage(&damaged, 0), expected);
+        // The first record garbled: the rest of its block is skipped, the
+        // next block start (the big record's MIDDLE, without its FIRST) is
+        // dropped, and reading resumes with the records after it.
+        let mut damaged = data.clone();
+        damaged[HEADER_LEN + 1] ^= 1;
+        assert_eq!(salvage(&damaged, 0), all[3..]);
+        // Stopping early.
+        let mut src: &[u8] = &data;
+        let mut seen = 0;
+        assert!(salvage_from(&mut src, 0, |_, _| {
+            seen += 1;
+            seen == 2
+        })
+        .unwrap());
+        assert_eq!(seen, 2);
+        // Starting past the end, or in a block trailer, finds nothing more.
+        assert_eq!(salvage(&data, data.len() as u64), []);
+    }
+
+    #[test]
+    fn lost_writes_are_zeros_to_a_sector_end_or_a_whole_sector() {
+        let s = SECTOR as usize;
+        let mut data = vec![1u8; 4 * s];
+        let n = data.len() as u64;
+        // Zeros across two sectors, neither whole, not reaching a sector end
+        // from `from`.
+        data[s + 10..3 * s - 10].fill(0);
+        for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
+            let mut src = Copied {
+                data: &data,
+                window,
+                buf: Vec::new(),
+            };
+            assert!(!lost_write_shape(&mut src, 0, n).unwrap());
+            assert!(!lost_write_shape(&mut src, s as u64 + 5, n).unwrap());
+        }
+        let mut src: &[u8] = &data;
+        // From where the zeros start to the end of that sector.
+        assert!(lost_write_shape(&mut src, s as u64 + 10, n).unwrap());
+        assert!(lost_write_shape(&mut src, 2 * s as u64 - 1, n).unwrap());
+        // ... but the sector end must be inside the damage.
+        assert!(!lost_write_shape(&mut src, s as u64 + 10, 2 * s as u64 - 1).unwrap());
+        // A whole aligned sector.
+        data[2 * s..3 * s].fill(0);
+        let mut src: &[u8] = &data;
+        assert!(lost_write_shape(&mut src, 0, n).unwrap());
+        assert!(!lost_write_shape(&mut src, 0, 3 * SECTOR - 1).unwrap());
+        assert!(lost_write_shape(&mut src, 0, 3 * SECTOR).unwrap());
+        assert!(!lost_write_shape(&mut src, 3 * SECTOR, n).unwrap());
+        // Past the end: nothing.
+        assert!(!lost_write_shape(&mut src, n, n + 4096).unwrap());
+    }
+
     #[test]
     fn rejected_record_is_corruption_at_its_offset() {
         let data = write(&[b"ok".to_vec(), b"bad".to_vec()]);
@@ -668,7 +917,8 @@ mod tests {
             err,
             LogCorruption {
                 offset: 9,
-                reason: "nope".into()
+                reason: "nope".into(),
+                resumes_at: None,
             }
         );
     }
@@ -687,6 +937,11 @@ mod tests {
                 if let Ok((got, _)) = read(&d) {
                     // Whatever is returned is a prefix of what was written.
                     assert_eq!(got[..], records[..got.len()], "byte {i} = {v}");
+                }
+                // Salvage returns only records that were written, in order.
+                let mut left = records.iter();
+                for (_, r) in salvage(&d, 0) {
+                    assert!(left.any(|w| *w == r), "byte {i} = {v}");
                 }
             }
         }

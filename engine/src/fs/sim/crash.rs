@@ -20,7 +20,18 @@ pub enum CrashMode {
     /// unsynced byte, its last 1 to 8 kept bytes are garbled (each XORed
     /// with a non-zero value). Synced bytes are never garbled.
     TearAndGarble,
+    /// As [`CrashMode::TearTail`], and then each [`SECTOR`]-byte sector of
+    /// the file (by offset) that holds kept unsynced bytes loses them with
+    /// probability 1/4: they read back as zeros, while bytes after them
+    /// survive. A file system writes dirty pages back in no promised order,
+    /// and a device writes no more than a sector atomically, so a power
+    /// loss can keep a later unsynced write and lose an earlier one. Synced
+    /// bytes always survive.
+    LoseSectors,
 }
+
+/// The unit [`CrashMode::LoseSectors`] loses.
+pub const SECTOR: usize = 512;
 
 /// splitmix64: a tiny, seedable generator. Not for anything but tests.
 #[derive(Debug)]
@@ -73,7 +84,9 @@ impl Tree {
                     let unsynced = file.data.len().saturating_sub(file.synced_len);
                     let keep = match mode {
                         CrashMode::DropUnsynced => 0,
-                        CrashMode::TearTail | CrashMode::TearAndGarble if unsynced > 0 => {
+                        CrashMode::TearTail | CrashMode::TearAndGarble | CrashMode::LoseSectors
+                            if unsynced > 0 =>
+                        {
                             rng.torn_len(unsynced)
                         }
                         _ => 0,
@@ -84,6 +97,17 @@ impl Tree {
                         let garbled = 1 + rng.up_to(keep.min(8) - 1);
                         for byte in &mut file.data[len - garbled..] {
                             *byte ^= (rng.next_u64() as u8) | 1;
+                        }
+                    }
+                    if mode == CrashMode::LoseSectors && keep > 0 {
+                        let synced = file.synced_len;
+                        let mut sector = synced - synced % SECTOR;
+                        while sector < len {
+                            let end = (sector + SECTOR).min(len);
+                            if rng.next_u64().is_multiple_of(4) {
+                                file.data[sector.max(synced)..end].fill(0);
+                            }
+                            sector += SECTOR;
                         }
                     }
                     // What reached the medium is all that exists now.

@@ -15,7 +15,8 @@
 //!   entries. A new directory is itself an entry of its parent.
 //! - [`SimFs::crash`] is a power loss: every directory reverts to its durable
 //!   entries and every file keeps its synced bytes plus, per [`CrashMode`],
-//!   none, a prefix, or a garbled prefix of the rest. Locks are released, and
+//!   none, a prefix, a garbled prefix of the rest, or a prefix with whole
+//!   pages lost (zeros) before pages kept. Locks are released, and
 //!   the crashed "process" is dead: every handle opened before, and every
 //!   `SimFs` clone other than the one `crash` was called on, fails each later
 //!   operation.
@@ -35,7 +36,7 @@ use std::sync::Arc;
 
 use super::{FileLock, Fs, ReadableFile, WritableFile};
 
-mod crash;
+pub mod crash;
 mod fault;
 mod gate;
 mod handle;

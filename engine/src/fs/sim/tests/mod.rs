@@ -210,6 +210,60 @@ fn tear_and_garble_damages_only_unsynced_bytes() -> io::Result<()> {
 }
 
 #[test]
+fn lose_sectors_zeroes_whole_unsynced_sectors_and_keeps_later_ones() -> io::Result<()> {
+    use crate::fs::sim::crash::SECTOR;
+    // 100 synced bytes, then 6 sectors' worth of unsynced ones (each byte
+    // non-zero: its sector number plus one).
+    let synced = 100;
+    let crash = |seed| -> io::Result<Vec<u8>> {
+        let fs = with_db()?;
+        let mut file = fs.create(Path::new("/db/wal"))?;
+        fs.sync_dir(Path::new("/db"))?;
+        file.append(&[0xEE; 100])?;
+        file.sync_data()?;
+        let rest: Vec<u8> = (synced..6 * SECTOR)
+            .map(|i| (i / SECTOR) as u8 + 1)
+            .collect();
+        file.append(&rest)?;
+        fs.crash_with(CrashMode::LoseSectors, seed);
+        read(&fs, "/db/wal")
+    };
+    let mut holes = 0;
+    for seed in 0..64 {
+        let data = crash(seed)?;
+        assert_eq!(data, crash(seed)?, "seed {seed} not reproducible");
+        assert!(
+            data[..synced].iter().all(|&b| b == 0xEE),
+            "seed {seed}: synced bytes lost"
+        );
+        let mut lost_before_kept = false;
+        let mut lost = false;
+        for (i, &b) in data.iter().enumerate().skip(synced) {
+            let sector = i / SECTOR;
+            // Every byte is what was written or zero, a whole sector at a time.
+            assert!(
+                b == sector as u8 + 1 || b == 0,
+                "seed {seed}: byte {i} = {b}"
+            );
+            let first_of_sector = (sector * SECTOR).max(synced);
+            assert_eq!(
+                b == 0,
+                data[first_of_sector] == 0,
+                "seed {seed}: sector {sector} split"
+            );
+            lost |= b == 0;
+            lost_before_kept |= lost && b != 0;
+        }
+        holes += usize::from(lost_before_kept);
+    }
+    assert!(
+        holes > 5,
+        "only {holes} seeds lost a sector before a kept one"
+    );
+    Ok(())
+}
+
+#[test]
 fn created_file_vanishes_at_crash_without_sync_dir() -> io::Result<()> {
     let fs = with_db()?;
     write(&fs, "/db/000001.sst", b"table", true)?;
