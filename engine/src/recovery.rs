@@ -414,6 +414,11 @@ pub fn replay(
                 return Ok(());
             }
             decode_batch(payload, |op| {
+                // The engine numbers writes from 1: a 0 would pass the order
+                // check below any number of times.
+                if op.seq == 0 {
+                    return Err("sequence number 0".into());
+                }
                 if last_seq != 0 && op.seq <= last_seq {
                     return Err(format!("sequence number {} after {last_seq}", op.seq));
                 }

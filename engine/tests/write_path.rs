@@ -1455,3 +1455,39 @@ fn a_torn_wal_that_a_later_sync_covered_is_corruption() {
     assert_eq!(sim.contents(&path).unwrap(), torn, "nothing was cut");
     assert!(wal_numbers(&sim).len() >= 3, "no later file was dropped");
 }
+
+/// A WAL batch at sequence number 0 (the engine numbers writes from 1) is
+/// corruption: otherwise any number of them passed the order check.
+#[test]
+fn a_batch_at_sequence_zero_is_corruption() {
+    use kalamdb_lsm::batch::{encode_batch, BatchOp};
+    use kalamdb_lsm::wal::format::encode_record;
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    drop(db);
+    let last = *wal_numbers(&sim).last().expect("a WAL file");
+    let op = BatchOp {
+        partition: 1,
+        key: b"k".to_vec(),
+        value: Some(b"v".to_vec()),
+    };
+    let (mut offset, mut bytes) = (0, Vec::new());
+    for _ in 0..2 {
+        let mut payload = Vec::new();
+        encode_batch(0, std::iter::once(&op), &mut payload);
+        encode_record(&mut offset, &payload, &mut bytes);
+    }
+    rewrite(&sim, &wal_path(last), &bytes);
+    match Db::open(DIR, options(&sim)) {
+        Err(Error::Corruption {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!((file, offset), (wal_path(last), 0), "{reason}");
+            assert!(reason.contains("sequence number 0"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}
