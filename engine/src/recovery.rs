@@ -47,7 +47,8 @@ use crate::memtable::SeqNo;
 use crate::partition::PartitionState;
 use crate::wal::format::BLOCK_SIZE;
 use crate::wal::reader::{
-    lost_write_shape, read_log_from, salvage_from, FileSource, LogEnd, LogSource, ReadLogError,
+    lost_write_shape, read_log_from, salvage_from, FileSource, Hole, LogCorruption, LogEnd,
+    LogSource, ReadLogError,
 };
 use crate::wal::writer::{parse_wal_file_name, wal_file_name};
 
@@ -495,18 +496,21 @@ pub fn replay(
         drop(src);
         // Damage followed by valid records: judged below as a torn tail at
         // the first record lost (see the module docs), with why it stopped.
-        let mut damage: Option<String> = None;
+        let mut damage: Option<(String, Hole)> = None;
         let end = match end {
             Err(ReadLogError::Corrupt(_)) if previous_short => LogEnd::Clean,
-            Err(ReadLogError::Corrupt(c)) if c.resumes_at.is_some() => {
-                let resumes_at = c.resumes_at.unwrap_or(c.offset);
+            Err(ReadLogError::Corrupt(LogCorruption {
+                offset,
+                reason,
+                hole: Some(hole),
+            })) => {
                 // A lost write reads back as zeros; anything else is damage.
                 let mut src = FileSource::open(fs.as_ref(), &path, REPLAY_WINDOW)?;
-                if !lost_write_shape(&mut src, c.offset, resumes_at)? {
-                    return Err(corruption(&path, c.offset, c.reason));
+                if !lost_write_shape(&mut src, hole)? {
+                    return Err(corruption(&path, offset, reason));
                 }
-                damage = Some(c.reason);
-                LogEnd::TornTail { offset: c.offset }
+                damage = Some((reason, hole));
+                LogEnd::TornTail { offset }
             }
             end => end.map_err(|e| log_error(&path, e))?,
         };
@@ -607,16 +611,30 @@ pub fn replay(
             )) = &next
             {
                 if prev == number && offset >= *written {
+                    // Valid records after what the file held at rotation
+                    // are none the engine wrote.
+                    if let Some((reason, _)) = damage {
+                        return Err(corruption(
+                            &path,
+                            offset,
+                            format!(
+                                "{reason}, after the {written} bytes the file held when the \
+                                 next WAL file started"
+                            ),
+                        ));
+                    }
                     cut_at(fs, &path, &mut len, offset)?;
                     files.push((path, len));
                     continue;
                 }
             }
             lost_durable(offset)?;
-            let hole = damage.is_some();
+            // Marks past the damage: from where valid data resumes (after a
+            // plain torn tail nothing in this file is valid).
+            let from = damage.as_ref().map(|(_, hole)| hole.resumes_at);
             let what = damage.map_or_else(
                 || "the log is torn".to_string(),
-                |reason| format!("records are lost from offset {offset} ({reason})"),
+                |(reason, _)| format!("records are lost from offset {offset} ({reason})"),
             );
             if let Some((next_path, first)) = &next {
                 if *first == FirstRecord::Batch {
@@ -631,8 +649,6 @@ pub fn replay(
                     ));
                 }
             }
-            // (After a plain torn tail nothing in this file is valid.)
-            let from = hole.then_some(offset);
             if let Some(mark) = durable_beyond(fs, dir, *number, offset, from, &numbers[i + 1..])? {
                 return Err(corruption(
                     &path,

@@ -1491,3 +1491,116 @@ fn a_batch_at_sequence_zero_is_corruption() {
         other => panic!("expected Corruption, got {other:?}"),
     }
 }
+
+/// A sync mark in the same 32 KiB block as the damage, right after it, is
+/// found (the search for marks starts where valid data resumes, not at the
+/// damaged record).
+#[test]
+fn a_sync_mark_in_the_damaged_block_is_found() {
+    let sim = SimFs::new();
+    let db = open(&sim);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    write_pairs(&db, 0..200, |_| false);
+    write_pairs(&db, 200..201, |_| true);
+    write_pairs(&db, 201..260, |_| false);
+    drop(db);
+    let path = wal_path(1);
+    let original = sim.contents(&path).unwrap();
+    let (mark_at, _) = *record_starts(&original)
+        .iter()
+        .find(|s| s.1 == TAG_SYNCED)
+        .expect("a sync mark");
+    assert!((8192..32 * 1024).contains(&mark_at), "{mark_at}");
+    let damaged = lose_page(&original, 4096);
+    rewrite(&sim, &path, &damaged);
+    match Db::open(DIR, options(&sim)) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, path, "{reason}");
+            assert!(reason.contains("records a completed sync"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_eq!(sim.contents(&path).unwrap(), damaged, "nothing was cut");
+}
+
+/// The committer's background sync of a rotated WAL file is marked in the
+/// next file too: a lost write in the rotated file is then corruption.
+#[test]
+fn a_background_sync_of_a_rotated_file_is_marked() {
+    let sim = SimFs::new();
+    let db = open_with(&sim, 64 << 10);
+    db.create_partition("a").unwrap();
+    db.create_partition("b").unwrap();
+    let mut i = 0;
+    while wal_numbers(&sim).len() < 2 {
+        write_pairs(&db, i..i + 1, |_| false);
+        i += 1;
+    }
+    let first = wal_path(wal_numbers(&sim)[0]);
+    // The committer syncs the rotated file in the background.
+    let deadline = std::time::Instant::now() + WAIT;
+    while {
+        let st = sim.file_state(&first).unwrap();
+        st.synced_len < st.len
+    } {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    write_pairs(&db, i..i + 1, |_| false);
+    drop(db);
+    let second = wal_path(wal_numbers(&sim)[1]);
+    let marks: Vec<u8> = record_starts(&sim.contents(&second).unwrap())
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    assert!(
+        marks.contains(&TAG_SYNCED),
+        "no mark in {second:?}: {marks:?}"
+    );
+    let original = sim.contents(&first).unwrap();
+    let end = usize::try_from(records_end(&sim, &first)).unwrap();
+    let page = end / 2 / 4096 * 4096;
+    rewrite(&sim, &first, &lose_page(&original, page));
+    match Db::open(DIR, options_with(&sim, 64 << 10)) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, first, "{reason}");
+            assert!(reason.contains("records a completed sync"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}
+
+/// Valid records after the length a rotated file had when the next one
+/// started were not written by the engine: corruption, not a lost write.
+#[test]
+fn records_after_a_rotated_files_length_are_corruption() {
+    let sim = SimFs::new();
+    let db = open_with(&sim, 64 << 10);
+    db.create_partition("a").unwrap();
+    let mut i = 0;
+    while wal_numbers(&sim).len() < 2 {
+        db.write([put("a", key(i), value(i))], Some(false)).unwrap();
+        i += 1;
+    }
+    drop(db);
+    let first = wal_path(wal_numbers(&sim)[0]);
+    let end = usize::try_from(records_end(&sim, &first)).unwrap();
+    let mut data = sim.contents(&first).unwrap();
+    data.truncate(end);
+    // A zeroed sector, then a copy of the file's first record (a whole
+    // fragment, valid anywhere it fits in a block).
+    let first_len = usize::try_from(record_starts(&data)[1].0).unwrap();
+    let copy = data[..first_len].to_vec();
+    data.resize(end.div_ceil(512) * 512 + 512, 0);
+    assert!(data.len() % (32 * 1024) + copy.len() < 32 * 1024);
+    data.extend_from_slice(&copy);
+    rewrite(&sim, &first, &data);
+    match Db::open(DIR, options_with(&sim, 64 << 10)) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, first, "{reason}");
+            assert!(reason.contains("the next WAL file started"), "{reason}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}

@@ -77,16 +77,17 @@ fn read(data: &[u8]) {
     );
     assert_eq!(all[..whole.len()], whole[..]);
     if let Err(c) = &end {
-        if let Some(resumes_at) = c.resumes_at {
-            assert!(resumes_at >= c.offset && resumes_at <= data.len() as u64);
-            salvage(data, resumes_at);
+        if let Some(hole) = c.hole {
+            assert!(c.offset <= hole.damaged_at && hole.damaged_at <= hole.resumes_at);
+            assert!(hole.resumes_at < data.len() as u64);
+            salvage(data, hole.resumes_at);
             let mut slice: &[u8] = data;
-            let a = lost_write_shape(&mut slice, c.offset, resumes_at).expect("no I/O error");
+            let a = lost_write_shape(&mut slice, hole).expect("no I/O error");
             let mut src = Windows {
                 data,
                 buf: Vec::new(),
             };
-            let b = lost_write_shape(&mut src, c.offset, resumes_at).expect("no I/O error");
+            let b = lost_write_shape(&mut src, hole).expect("no I/O error");
             assert_eq!(a, b);
         }
     }

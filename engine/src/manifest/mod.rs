@@ -206,8 +206,14 @@ impl Manifest {
                 ));
             }
             let data = crate::fs::read_file(fs.as_ref(), &path)?;
-            let read = read_log(&data, |_, payload| {
-                if decode_sync_mark(payload).is_some() {
+            let read = read_log(&data, |offset, payload| {
+                if let Some(through) = decode_sync_mark(payload) {
+                    // A mark follows the bytes it says are durable.
+                    if through > offset {
+                        return Err(format!(
+                            "sync mark through offset {through} at offset {offset}"
+                        ));
+                    }
                     return Ok(());
                 }
                 let edit = VersionEdit::decode(payload)?;
@@ -217,18 +223,30 @@ impl Manifest {
                 // Edits up to the damage are applied; the ones after it
                 // were never acknowledged if it is a hole of lost writes
                 // that no sync covered (see `SYNC_MARK`).
-                let lost_unsynced = match c.resumes_at {
-                    Some(resumes_at) => {
-                        let mut src: &[u8] = &data;
-                        lost_write_shape(&mut src, c.offset, resumes_at)?
-                            && !salvage_from(&mut src, resumes_at, |_, payload| {
-                                decode_sync_mark(payload).is_some_and(|o| o > c.offset)
-                            })?
-                    }
-                    None => false,
-                };
-                if !lost_unsynced {
+                let Some(hole) = c.hole else {
                     return Err(corruption(&path, c.offset, c.reason));
+                };
+                let mut src: &[u8] = &data;
+                if !lost_write_shape(&mut src, hole)? {
+                    return Err(corruption(&path, c.offset, c.reason));
+                }
+                let mut covering = None;
+                salvage_from(&mut src, hole.resumes_at, |at, payload| {
+                    covering = decode_sync_mark(payload)
+                        .filter(|&through| through > c.offset)
+                        .map(|through| (at, through));
+                    covering.is_some()
+                })?;
+                if let Some((at, through)) = covering {
+                    return Err(corruption(
+                        &path,
+                        c.offset,
+                        format!(
+                            "{}, but the sync mark at offset {at} records a completed sync \
+                             through offset {through}: durable edits were lost",
+                            c.reason
+                        ),
+                    ));
                 }
             }
             old_number = Some(number);

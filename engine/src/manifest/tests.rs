@@ -581,18 +581,39 @@ fn create_named(id: u64, len: usize) -> VersionEdit {
     })
 }
 
+/// Where [`with_lost_second_edit`] puts a sync mark.
+#[derive(Clone, Copy)]
+enum Mark {
+    None,
+    /// After the second edit, saying the first is durable.
+    ThroughFirst,
+    /// After the second edit, saying both are durable.
+    ThroughSecond,
+}
+
 /// Hand-writes creations of partitions 1, 2 and 3 (each record over a
-/// sector long), with `mark` (a sync mark's offset) between the second and
-/// third if given; then zeroes from the second record's start to the end
-/// of its sector (a lost write: the sector it shares with the first record
-/// kept only the first record's bytes). Returns the manifest's path.
-fn with_lost_second_edit(sim: &SimFs, mark: Option<u64>) -> std::path::PathBuf {
-    let mut payloads = vec![
+/// sector long), with a sync mark between the second and third as `mark`
+/// says; then zeroes from the second record's start to the end of its
+/// sector (a lost write: the sector it shares with the first record kept
+/// only the first record's bytes). Returns the manifest's path.
+fn with_lost_second_edit(sim: &SimFs, mark: Mark) -> std::path::PathBuf {
+    let edits = [
         payload(&create_named(1, 700)),
         payload(&create_named(2, 700)),
     ];
-    if let Some(m) = mark {
-        payloads.push(encode_sync_mark(m).to_vec());
+    let ends: Vec<u64> = {
+        let (mut off, mut bytes, mut ends) = (0, Vec::new(), Vec::new());
+        for p in &edits {
+            encode_record(&mut off, p, &mut bytes);
+            ends.push(bytes.len() as u64);
+        }
+        ends
+    };
+    let mut payloads = edits.to_vec();
+    match mark {
+        Mark::None => {}
+        Mark::ThroughFirst => payloads.push(encode_sync_mark(ends[0]).to_vec()),
+        Mark::ThroughSecond => payloads.push(encode_sync_mark(ends[1]).to_vec()),
     }
     payloads.push(payload(&create_named(3, 700)));
     let (path, offsets) = hand_written(sim, &payloads);
@@ -610,21 +631,13 @@ fn with_lost_second_edit(sim: &SimFs, mark: Option<u64>) -> std::path::PathBuf {
 /// covered them), so the manifest opens with the edits before it.
 #[test]
 fn a_lost_write_no_sync_covered_ends_the_manifest_there() {
-    let sim = sim();
-    with_lost_second_edit(&sim, None);
-    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
-    let ids: Vec<u64> = m.state().partitions.keys().copied().collect();
-    assert_eq!(ids, [1]);
-    // A mark that covers only the first edit says nothing of the second.
-    let sim = self::sim();
-    let first_end = {
-        let mut bytes = Vec::new();
-        encode_record(&mut 0, &payload(&create_named(1, 700)), &mut bytes);
-        bytes.len() as u64
-    };
-    with_lost_second_edit(&sim, Some(first_end));
-    let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
-    assert_eq!(m.state().partitions.len(), 1);
+    for mark in [Mark::None, Mark::ThroughFirst] {
+        let sim = sim();
+        with_lost_second_edit(&sim, mark);
+        let m = Manifest::open(&fs_of(&sim), Path::new(DIR), 1 << 20).unwrap();
+        let ids: Vec<u64> = m.state().partitions.keys().copied().collect();
+        assert_eq!(ids, [1]);
+    }
 }
 
 /// The same damage with a sync mark after it that covers it: the damaged
@@ -632,11 +645,29 @@ fn a_lost_write_no_sync_covered_ends_the_manifest_there() {
 #[test]
 fn a_lost_write_a_sync_covered_is_corruption() {
     let sim = sim();
-    let path = with_lost_second_edit(&sim, Some(2000));
+    let path = with_lost_second_edit(&sim, Mark::ThroughSecond);
     let before = sim.contents(&path).unwrap();
     let (file, _, reason) = open_err(&sim);
     assert_eq!(file, path, "{reason}");
+    assert!(reason.contains("records a completed sync"), "{reason}");
     assert_eq!(sim.contents(&path).unwrap(), before);
+}
+
+/// A sync mark claiming bytes after itself is corruption.
+#[test]
+fn a_mark_past_its_own_offset_is_corruption() {
+    let sim = sim();
+    let (path, offsets) = hand_written(
+        &sim,
+        &[
+            payload(&create(1)),
+            encode_sync_mark(1000).to_vec(),
+            payload(&create(2)),
+        ],
+    );
+    let (file, offset, reason) = open_err(&sim);
+    assert_eq!((file, offset), (path, offsets[1]), "{reason}");
+    assert!(reason.contains("sync mark"), "{reason}");
 }
 
 /// Damage that is not zeros (a flipped bit) is corruption even where no

@@ -7,8 +7,8 @@
 //! ends at the start of the incomplete record, and the caller truncates it
 //! there. If a valid fragment follows, bytes in the middle of the log were
 //! damaged: that is *corruption*, reported with the offset of the first
-//! record lost ([`LogCorruption::resumes_at`] says where valid data
-//! resumes), never skipped silently. Whether such damage is a lost write
+//! record lost ([`LogCorruption::hole`] says where the damage starts and
+//! where valid data resumes), never skipped silently. Whether such damage is a lost write
 //! rather than damaged durable bytes is for the caller to decide, from what
 //! it knows of syncs ([`salvage_from`] reads past the damage for it).
 //!
@@ -44,11 +44,20 @@ pub struct LogCorruption {
     pub offset: u64,
     /// What was wrong.
     pub reason: String,
-    /// Where a valid fragment follows the damage (`None` when a record was
-    /// rejected, or nothing valid follows). A power loss can keep a later
-    /// page of unsynced writes and lose an earlier one, so this alone does
-    /// not prove that durable bytes were damaged.
-    pub resumes_at: Option<u64>,
+    /// Damage followed by a valid fragment (`None` when a record was
+    /// rejected). A power loss can keep a later page of unsynced writes and
+    /// lose an earlier one, so this alone does not prove that durable bytes
+    /// were damaged.
+    pub hole: Option<Hole>,
+}
+
+/// Damage followed by valid data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    /// Where the first fragment that could not be read starts.
+    pub damaged_at: u64,
+    /// Where the next valid fragment starts.
+    pub resumes_at: u64,
 }
 
 /// Why a log read from a [`LogSource`] stopped early.
@@ -182,7 +191,7 @@ pub fn read_log(
         ReadLogError::Io(e) => LogCorruption {
             offset: 0,
             reason: e.to_string(),
-            resumes_at: None,
+            hole: None,
         },
     })
 }
@@ -278,7 +287,7 @@ fn scan_window(
                 on_record(at, fragment.payload).map_err(|reason| LogCorruption {
                     offset: at,
                     reason,
-                    resumes_at: None,
+                    hole: None,
                 })?;
                 *record_end = next;
             }
@@ -290,7 +299,7 @@ fn scan_window(
                 on_record(start, buf).map_err(|reason| LogCorruption {
                     offset: start,
                     reason,
-                    resumes_at: None,
+                    hole: None,
                 })?;
                 *partial = None;
                 *record_end = next;
@@ -373,6 +382,17 @@ fn parse_fragment(data: &[u8], pos: usize) -> Result<Fragment<'_>, &'static str>
     Ok(Fragment { kind, payload })
 }
 
+/// Whether the bytes at `pos` (with room for a header in its block) could
+/// start a valid fragment: a known type byte, and a length that fits in the
+/// block. Cheap, before the checksum.
+fn plausible_fragment(data: &[u8], pos: usize) -> bool {
+    let Some(header) = data.get(pos..pos + HEADER_LEN) else {
+        return false;
+    };
+    let len = usize::from(u16::from_le_bytes([header[4], header[5]]));
+    (1..=4).contains(&header[6]) && pos % BLOCK_SIZE + HEADER_LEN + len <= BLOCK_SIZE
+}
+
 /// Decides between a torn tail and corruption after a bad spot at `pos`:
 /// corruption if a valid fragment starts anywhere from `from` to the end of
 /// that block, or at any later block start.
@@ -392,7 +412,10 @@ fn bad<S: LogSource + ?Sized>(
             reason: format!(
                 "{reason} at offset {pos}, followed by valid data at offset {candidate}"
             ),
-            resumes_at: Some(candidate),
+            hole: Some(Hole {
+                damaged_at: pos,
+                resumes_at: candidate,
+            }),
         })
     };
     // The rest of the bad spot's block (read whole, so that a fragment is
@@ -434,22 +457,22 @@ fn bad<S: LogSource + ?Sized>(
 /// The unit a storage device writes whole or not at all (a sector).
 pub const SECTOR: u64 = 512;
 
-/// Whether damage from `from` (where the first record lost starts) to `to`
-/// has the shape of writes a power loss lost: zeros from `from` to the end
-/// of its sector, or a whole aligned sector of zeros in between. A write
-/// lost from a new or preallocated file reads back as zeros (file systems
-/// do not expose stale blocks), a sector at a time: the sector it shares
-/// with earlier durable bytes keeps those and loses the rest. A flipped
-/// bit or garbage leaves no such zeros.
+/// Whether `hole` has the shape of writes a power loss lost: zeros from
+/// where the damage starts to the end of that sector, or a whole aligned
+/// sector of zeros in the damaged fragment's block before valid data
+/// resumes. A write lost from a new or preallocated file reads back as
+/// zeros (file systems do not expose stale blocks), a sector at a time; the
+/// sector it shares with earlier durable bytes keeps those and loses the
+/// rest; and the lost sector is in the fragment it made unreadable. A
+/// flipped bit or garbage leaves no such zeros (unless the damaged fragment
+/// itself holds a sector of zero bytes).
 ///
 /// # Errors
 /// I/O errors of the source.
-pub fn lost_write_shape<S: LogSource + ?Sized>(
-    src: &mut S,
-    from: u64,
-    to: u64,
-) -> std::io::Result<bool> {
-    let to = to.min(src.len());
+pub fn lost_write_shape<S: LogSource + ?Sized>(src: &mut S, hole: Hole) -> std::io::Result<bool> {
+    let from = hole.damaged_at;
+    let block_end = from - from % BLOCK_SIZE as u64 + BLOCK_SIZE as u64;
+    let to = hole.resumes_at.min(block_end).min(src.len());
     let aligned = from.div_ceil(SECTOR) * SECTOR;
     if from < aligned && aligned <= to {
         let head = src.read(from, (aligned - from) as usize)?;
@@ -457,26 +480,21 @@ pub fn lost_write_shape<S: LogSource + ?Sized>(
             return Ok(true);
         }
     }
-    let window = window_of(src) as u64;
-    let mut at = aligned;
-    while at + SECTOR <= to {
-        let n = ((to - at) / SECTOR * SECTOR).min(window);
-        let bytes = src.read(at, n as usize)?;
-        if bytes
-            .chunks_exact(SECTOR as usize)
-            .any(|sector| sector.iter().all(|&b| b == 0))
-        {
-            return Ok(true);
-        }
-        at += n;
+    if aligned + SECTOR > to {
+        return Ok(false);
     }
-    Ok(false)
+    let n = ((to - aligned) / SECTOR * SECTOR) as usize;
+    let bytes = src.read(aligned, n)?;
+    Ok(bytes
+        .chunks_exact(SECTOR as usize)
+        .any(|sector| sector.iter().all(|&b| b == 0)))
 }
 
 /// Reads every complete record that can still be parsed from `from` to the
-/// end of the log, going past damage: after a bad spot it resumes at the
-/// next block start, and a fragment out of sequence drops the record it
-/// would have continued. For looking beyond damage (for sync marks), never
+/// end of the log, going past damage: after a bad spot it tries every later
+/// offset (in a block, with room for a header, a valid type byte and a
+/// length that fits: only those cost a checksum), and a fragment out of
+/// sequence drops the record it would have continued. For looking beyond damage (for sync marks), never
 /// for replay: records after damage are not a prefix of the log. Stops when
 /// `on_record` returns `true`, and then returns `true`.
 ///
@@ -502,10 +520,14 @@ pub fn salvage_from<S: LogSource + ?Sized>(
                 pos += left_in_block;
                 continue;
             }
-            let Ok(fragment) = parse_fragment(data, pos) else {
-                // Whatever this block still holds is unreadable from here.
+            if !plausible_fragment(data, pos) {
                 partial = None;
-                pos += left_in_block;
+                pos += 1;
+                continue;
+            }
+            let Ok(fragment) = parse_fragment(data, pos) else {
+                partial = None;
+                pos += 1;
                 continue;
             };
             let at = base + pos as u64;
@@ -796,14 +818,21 @@ mod tests {
         let mut data = write(&records);
         data[..HEADER_LEN + 5].fill(0);
         let err = read(&data).unwrap_err();
-        assert_eq!((err.offset, err.resumes_at), (0, Some(at[1])));
+        let hole = |damaged_at, resumes_at| {
+            Some(Hole {
+                damaged_at,
+                resumes_at,
+            })
+        };
+        assert_eq!((err.offset, err.hole), (0, hole(0, at[1])));
         // The big record's middle block zeroed: its LAST fragment, at the
         // start of the block after, is valid data (out of sequence).
         let mut data = write(&records);
         data[BLOCK_SIZE..2 * BLOCK_SIZE].fill(0);
         let err = read(&data).unwrap_err();
         assert_eq!(err.offset, at[2]);
-        assert_eq!(err.resumes_at, Some(2 * BLOCK_SIZE as u64));
+        let block = BLOCK_SIZE as u64;
+        assert_eq!(err.hole, hole(block, 2 * block));
         // A torn tail has nothing to resume at.
         let data = write(&records);
         let end = read(&data[..data.len() - 2]).unwrap().1;
@@ -849,12 +878,14 @@ mod tests {
         let mut expected = all.clone();
         expected.remove(2);
         assert_eq!(salvage(&damaged, 0), expected);
-        // The first record garbled: the rest of its block is skipped, the
-        // next block start (the big record's MIDDLE, without its FIRST) is
-        // dropped, and reading resumes with the records after it.
+        // The first record garbled: it is lost, and reading resumes at the
+        // next valid fragment, the record right after it.
         let mut damaged = data.clone();
         damaged[HEADER_LEN + 1] ^= 1;
-        assert_eq!(salvage(&damaged, 0), all[3..]);
+        assert_eq!(salvage(&damaged, 0), all[1..]);
+        // Starting inside the big record: its MIDDLE and LAST fragments
+        // (without their FIRST) are dropped, the records after it found.
+        assert_eq!(salvage(&data, at[2] + 100), all[3..]);
         // Stopping early.
         let mut src: &[u8] = &data;
         let mut seen = 0;
@@ -864,42 +895,56 @@ mod tests {
         })
         .unwrap());
         assert_eq!(seen, 2);
-        // Starting past the end, or in a block trailer, finds nothing more.
+        // Starting past the end finds nothing.
         assert_eq!(salvage(&data, data.len() as u64), []);
     }
 
     #[test]
     fn lost_writes_are_zeros_to_a_sector_end_or_a_whole_sector() {
         let s = SECTOR as usize;
-        let mut data = vec![1u8; 4 * s];
-        let n = data.len() as u64;
-        // Zeros across two sectors, neither whole, not reaching a sector end
-        // from `from`.
-        data[s + 10..3 * s - 10].fill(0);
-        for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
+        let shape = |data: &[u8], damaged_at: u64, resumes_at: u64| {
+            let hole = Hole {
+                damaged_at,
+                resumes_at,
+            };
+            let mut whole: &[u8] = data;
+            let a = lost_write_shape(&mut whole, hole).unwrap();
             let mut src = Copied {
-                data: &data,
-                window,
+                data,
+                window: BLOCK_SIZE,
                 buf: Vec::new(),
             };
-            assert!(!lost_write_shape(&mut src, 0, n).unwrap());
-            assert!(!lost_write_shape(&mut src, s as u64 + 5, n).unwrap());
-        }
-        let mut src: &[u8] = &data;
-        // From where the zeros start to the end of that sector.
-        assert!(lost_write_shape(&mut src, s as u64 + 10, n).unwrap());
-        assert!(lost_write_shape(&mut src, 2 * s as u64 - 1, n).unwrap());
-        // ... but the sector end must be inside the damage.
-        assert!(!lost_write_shape(&mut src, s as u64 + 10, 2 * s as u64 - 1).unwrap());
+            assert_eq!(a, lost_write_shape(&mut src, hole).unwrap());
+            a
+        };
+        let mut data = vec![1u8; 4 * s];
+        let n = data.len() as u64;
+        let s64 = SECTOR;
+        // Zeros across two sectors, neither whole, and not from the damage
+        // to a sector end.
+        data[s + 10..3 * s - 10].fill(0);
+        assert!(!shape(&data, 0, n));
+        assert!(!shape(&data, s64 + 5, n));
+        // From where the damage starts to the end of that sector.
+        assert!(shape(&data, s64 + 10, n));
+        assert!(shape(&data, 2 * s64 - 1, n));
+        // ... but the sector end must come before valid data resumes.
+        assert!(!shape(&data, s64 + 10, 2 * s64 - 1));
         // A whole aligned sector.
         data[2 * s..3 * s].fill(0);
-        let mut src: &[u8] = &data;
-        assert!(lost_write_shape(&mut src, 0, n).unwrap());
-        assert!(!lost_write_shape(&mut src, 0, 3 * SECTOR - 1).unwrap());
-        assert!(lost_write_shape(&mut src, 0, 3 * SECTOR).unwrap());
-        assert!(!lost_write_shape(&mut src, 3 * SECTOR, n).unwrap());
+        assert!(shape(&data, 0, n));
+        assert!(!shape(&data, 0, 3 * s64 - 1));
+        assert!(shape(&data, 0, 3 * s64));
+        assert!(!shape(&data, 3 * s64, n));
         // Past the end: nothing.
-        assert!(!lost_write_shape(&mut src, n, n + 4096).unwrap());
+        assert!(!shape(&data, n, n + 4096));
+        // A zero sector in a later block than the damage is not the
+        // damaged fragment's.
+        let block = BLOCK_SIZE as u64;
+        let mut data = vec![1u8; 2 * BLOCK_SIZE];
+        data[BLOCK_SIZE + s..BLOCK_SIZE + 2 * s].fill(0);
+        assert!(!shape(&data, 100, 2 * block));
+        assert!(shape(&data, block + 100, 2 * block));
     }
 
     #[test]
@@ -918,7 +963,7 @@ mod tests {
             LogCorruption {
                 offset: 9,
                 reason: "nope".into(),
-                resumes_at: None,
+                hole: None,
             }
         );
     }
