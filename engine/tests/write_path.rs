@@ -22,10 +22,11 @@ const DIR: &str = "/db";
 /// Bounds waits for a blocked sync in a broken run; never reached otherwise.
 const WAIT: Duration = Duration::from_secs(30);
 
-const MODES: [CrashMode; 3] = [
+const MODES: [CrashMode; 4] = [
     CrashMode::DropUnsynced,
     CrashMode::TearTail,
     CrashMode::TearAndGarble,
+    CrashMode::LoseSectors,
 ];
 
 fn options(sim: &SimFs) -> Options {
