@@ -543,8 +543,17 @@ fn run_seed(
         for (step, _) in &history[..required] {
             apply(&mut expected, step);
         }
+        // Every partition change and failed step, with its index: what a
+        // missing or unexpected partition comes from.
+        let ddl_and_failures = history
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, st))| matches!(s, Step::Create(_) | Step::Drop(_)) || *st == Status::Maybe)
+            .map(|(i, (s, st))| format!("{i}:{}{st:?}", short(s)))
+            .collect::<Vec<_>>()
+            .join(", ");
         Err(format!(
-            "recovered state is no prefix of the history (required prefix {required} of {} steps, crash after {crash_after} ops, {mode:?});\nvs the required prefix: {}\nlast steps: {}",
+            "recovered state is no prefix of the history (required prefix {required} of {} steps, crash after {crash_after} ops, {mode:?});\nvs the required prefix: {}\nlast steps: {}\npartition changes and failed steps: {ddl_and_failures}",
             history.len(),
             diff(&expected, &recovered),
             history[required.saturating_sub(6)..].iter().map(|(s, st)| format!("{}{st:?}", short(s))).collect::<Vec<_>>().join(", ")
