@@ -45,6 +45,19 @@ pub const MAX_LEADER_ROUNDS: usize = 4;
 /// A shared handle used only to sync one WAL file.
 pub type SyncHandle = Arc<Mutex<Box<dyn WritableFile>>>;
 
+/// A WAL file rotated away: its sync handle, and its number and final
+/// length.
+pub type RotatedWal = (SyncHandle, (u64, u64));
+
+/// Syncs WAL files rotated away; returns the number and final length of the
+/// last, now durable whole.
+fn sync_rotated(old: &[RotatedWal]) -> std::io::Result<Option<(u64, u64)>> {
+    for (f, _) in old {
+        lock(f).sync_data()?;
+    }
+    Ok(old.iter().map(|o| o.1).max())
+}
+
 /// One operation resolved to its partition.
 #[derive(Debug)]
 pub struct ResolvedOp {
@@ -95,7 +108,7 @@ pub struct CommitState {
     pub(crate) current_sync: SyncHandle,
     /// WALs rotated away whose tails are not known durable, with their
     /// numbers and final lengths.
-    pub(crate) to_sync: Vec<(SyncHandle, (u64, u64))>,
+    pub(crate) to_sync: Vec<RotatedWal>,
     /// A WAL file was created since the directory was last synced.
     pub(crate) dir_unsynced: bool,
     pub(crate) next_wal_number: u64,
@@ -470,10 +483,10 @@ impl Inner {
                 // Rotated-away WALs: make their tails durable in the background.
                 let old = std::mem::take(&mut st.to_sync);
                 drop(st);
-                let synced = old.iter().try_for_each(|(f, _)| lock(f).sync_data());
+                let synced = sync_rotated(&old);
                 st = lock(&self.commit);
                 match synced {
-                    Ok(()) => st.synced_wal = st.synced_wal.max(old.iter().map(|o| o.1).max()),
+                    Ok(rotated) => st.synced_wal = st.synced_wal.max(rotated),
                     Err(e) => {
                         let why = e.to_string();
                         st.poisoned.get_or_insert(why.clone());
@@ -536,21 +549,23 @@ impl Inner {
             let synced = self.sync_wals(&old, dir_unsynced, &current);
             let took = started.elapsed();
             st = lock(&self.commit);
-            if let Err(e) = synced {
-                let why = e.to_string();
-                st.poisoned.get_or_insert(why.clone());
-                for g in st.unpublished.drain(..) {
-                    for m in g.members {
-                        m.complete(Err(e.duplicate()));
+            let rotated = match synced {
+                Ok(rotated) => rotated,
+                Err(e) => {
+                    let why = e.to_string();
+                    st.poisoned.get_or_insert(why.clone());
+                    for g in st.unpublished.drain(..) {
+                        for m in g.members {
+                            m.complete(Err(e.duplicate()));
+                        }
                     }
+                    fail_queue(&mut st, &why);
+                    return st;
                 }
-                fail_queue(&mut st, &why);
-                return st;
-            }
+            };
             if let Some(seq) = covered {
                 st.durable_seq = st.durable_seq.max(seq);
             }
-            let rotated = old.iter().map(|o| o.1).max();
             st.synced_wal = st.synced_wal.max(covered_wal).max(rotated);
             // The writers active now: those this sync acknowledges and those
             // that queued while it ran.
@@ -574,21 +589,21 @@ impl Inner {
         lock(&self.commit)
     }
 
+    /// Syncs the rotated files `old`, the directory if a file was created
+    /// in it, then the current file; returns what [`sync_rotated`] does.
     fn sync_wals(
         &self,
-        old: &[(SyncHandle, (u64, u64))],
+        old: &[RotatedWal],
         dir_unsynced: bool,
         current: &SyncHandle,
-    ) -> Result<()> {
-        for (f, _) in old {
-            lock(f).sync_data()?;
-        }
+    ) -> Result<Option<(u64, u64)>> {
+        let rotated = sync_rotated(old)?;
         if dir_unsynced {
             self.fs.sync_dir(&self.dir)?;
         }
         lock(current).sync_data()?;
         self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(rotated)
     }
 }
 

@@ -259,29 +259,27 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
         let fs = options.fs.clone();
+        let parents = || {
+            dir.ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+        };
         // Ancestors this open creates: each is a new entry of its parent,
         // lost at a power loss unless that parent is synced.
-        let mut created = Vec::new();
-        let mut ancestor = dir.parent();
-        while let Some(a) = ancestor.filter(|a| !a.as_os_str().is_empty()) {
-            if fs.exists(a)? {
+        let mut created = 0;
+        for ancestor in parents() {
+            if fs.exists(ancestor)? {
                 break;
             }
-            created.push(a.to_path_buf());
-            ancestor = a.parent();
+            created += 1;
         }
         fs.create_dir_all(&dir)?;
-        for new_dir in created.iter().rev() {
-            if let Some(parent) = new_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)?;
-            }
-        }
-        // At every open, not only when the directory is new: if that sync
-        // failed, the directory exists at the next open, and a power loss
-        // could still take it, with every write acknowledged since. (An
-        // ancestor created by an open whose sync of it failed is not synced
-        // again: the next open finds it existing.)
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The parent at every open, not only when the directory is new: if
+        // that sync failed, the directory exists at the next open, and a
+        // power loss could still take it, with every write acknowledged
+        // since. (An ancestor created by an open whose sync of it failed is
+        // not synced again: the next open finds it existing.)
+        for parent in parents().take(created + 1) {
             fs.sync_dir(parent)?;
         }
         let file_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {

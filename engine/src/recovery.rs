@@ -15,10 +15,10 @@
 //! in the WAL (`batch::TAG_SYNCED`, written with the next group). A lost
 //! write reads back as zeros, a sector at a time (WAL files are new, never
 //! recycled: see `reader::lost_write_shape`). So damage of that shape is cut
-//! like a torn tail, and everything after it dropped, unless a mark after it (in that
-//! file or a later one) shows the damaged bytes were durable; otherwise it
-//! is `Corruption`. So is damage before a sequence number the manifest
-//! records as durable.
+//! like a torn tail, and everything after it dropped, unless a mark after it
+//! (in that file or a later one) shows the damaged bytes were durable;
+//! otherwise it is `Corruption`. So is damage before a sequence number the
+//! manifest records as durable.
 //!
 //! Every WAL file kept is synced before the engine accepts writes: the
 //! previous process may have died (or closed) with its last writes only in
@@ -311,23 +311,16 @@ fn durable_beyond(
         let path = dir.join(wal_file_name(n));
         let mut src = FileSource::open(fs.as_ref(), &path, REPLAY_WINDOW)?;
         let start = start.min(src.len());
-        let mut found = None;
-        salvage_from(
-            &mut src,
-            start,
-            |at, payload| match crate::batch::decode_synced(payload) {
-                Ok(Some((m, len))) if m > number || (m == number && len > offset) => {
-                    found = Some(DurableMark {
-                        path: path.clone(),
-                        at,
-                        number: m,
-                        len,
-                    });
-                    true
-                }
-                _ => false,
-            },
-        )?;
+        let found = salvage_from(&mut src, start, |at, payload| {
+            let (m, len) = crate::batch::decode_synced(payload).ok()??;
+            // Past (`number`, `offset`) in the order of WAL bytes.
+            ((m, len) > (number, offset)).then(|| DurableMark {
+                path: path.clone(),
+                at,
+                number: m,
+                len,
+            })
+        })?;
         if found.is_some() {
             return Ok(found);
         }
@@ -406,7 +399,7 @@ pub fn replay(
             }
             if let Some((n, len)) = crate::batch::decode_synced(payload)? {
                 // A mark names this file before itself, or an earlier file.
-                if n > *number || (n == *number && len > offset) {
+                if (n, len) > (*number, offset) {
                     return Err(format!(
                         "sync mark for WAL {n} through offset {len} in WAL {number} at offset \
                          {offset}"

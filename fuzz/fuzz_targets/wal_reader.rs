@@ -100,7 +100,7 @@ fn salvage(data: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
     let mut slice: &[u8] = data;
     salvage_from(&mut slice, from, |o, r| {
         whole.push((o, r.to_vec()));
-        false
+        None::<()>
     })
     .expect("no I/O error from memory");
     let mut windowed = Vec::new();
@@ -110,7 +110,7 @@ fn salvage(data: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
     };
     salvage_from(&mut src, from, |o, r| {
         windowed.push((o, r.to_vec()));
-        false
+        None::<()>
     })
     .expect("no I/O error from memory");
     assert_eq!(whole, windowed);

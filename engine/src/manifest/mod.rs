@@ -108,8 +108,6 @@ struct Syncer {
     /// The handle fsyncs go through; `None` while a caller is syncing with
     /// it (the lock is not held across the fsync).
     handle: Option<Box<dyn WritableFile>>,
-    /// Every byte appended up to this position is durable.
-    synced: u64,
 }
 
 /// The open manifest. Thread-safe: `log` may be called concurrently.
@@ -121,8 +119,9 @@ pub struct Manifest {
     replayed: Option<PathBuf>,
     writer: Mutex<Writer>,
     syncer: Mutex<Syncer>,
-    /// `Syncer::synced`, readable without the syncer's lock (the writer's
-    /// lock comes after it), for sync marks.
+    /// Every byte appended up to this position is durable. Changed under
+    /// the syncer's lock; read also without it, for sync marks (under the
+    /// writer's lock, which comes after the syncer's).
     synced: AtomicU64,
     /// Signalled when a sync ends (the handle is back).
     sync_done: Condvar,
@@ -230,12 +229,10 @@ impl Manifest {
                 if !lost_write_shape(&mut src, hole)? {
                     return Err(corruption(&path, c.offset, c.reason));
                 }
-                let mut covering = None;
-                salvage_from(&mut src, hole.resumes_at, |at, payload| {
-                    covering = decode_sync_mark(payload)
+                let covering = salvage_from(&mut src, hole.resumes_at, |at, payload| {
+                    decode_sync_mark(payload)
                         .filter(|&through| through > c.offset)
-                        .map(|through| (at, through));
-                    covering.is_some()
+                        .map(|through| (at, through))
                 })?;
                 if let Some((at, through)) = covering {
                     return Err(corruption(
@@ -284,7 +281,6 @@ impl Manifest {
             }),
             syncer: Mutex::new(Syncer {
                 handle: Some(handle),
-                synced: 0,
             }),
             synced: AtomicU64::new(0),
             sync_done: Condvar::new(),
@@ -439,7 +435,7 @@ impl Manifest {
     fn sync_to(&self, position: u64) -> Result<()> {
         let mut s = lock(&self.syncer);
         loop {
-            if s.synced >= position {
+            if self.synced.load(Ordering::Acquire) >= position {
                 return Ok(());
             }
             let Some(mut handle) = s.handle.take() else {
@@ -464,8 +460,7 @@ impl Manifest {
                 lock(&self.writer).failed = Some(e.to_string());
                 return Err(Error::Io(e));
             }
-            s.synced = s.synced.max(target);
-            self.synced.fetch_max(s.synced, Ordering::Release);
+            self.synced.fetch_max(target, Ordering::Release);
         }
     }
 
@@ -518,8 +513,7 @@ impl Manifest {
                 w.file_start = w.appended;
                 w.marked = w.appended;
                 s.handle = Some(handle);
-                s.synced = w.appended;
-                self.synced.fetch_max(s.synced, Ordering::Release);
+                self.synced.fetch_max(w.appended, Ordering::Release);
                 drop(w);
                 drop(s);
                 // The old file is unreferenced; failing to delete it only

@@ -327,13 +327,13 @@ fn find_after<S: LogSource + ?Sized, T>(
     src: &mut S,
     from: u64,
     mut find: impl FnMut(u64, &[u8]) -> Option<T>,
-) -> Result<Option<T>, ReadLogError> {
+) -> std::io::Result<Option<T>> {
     let total = src.len();
     let window = window_of(src) as u64;
     let mut at = from;
     while at < total {
         let n = (total - at).min(window) as usize;
-        let bytes = src.read(at, n).map_err(ReadLogError::Io)?;
+        let bytes = src.read(at, n)?;
         if let Some(found) = find(at, bytes) {
             return Ok(Some(found));
         }
@@ -346,7 +346,8 @@ fn find_after<S: LogSource + ?Sized, T>(
 fn all_zero_from<S: LogSource + ?Sized>(src: &mut S, from: u64) -> Result<bool, ReadLogError> {
     let non_zero = find_after(src, from, |_, bytes| {
         bytes.iter().any(|&b| b != 0).then_some(())
-    })?;
+    })
+    .map_err(ReadLogError::Io)?;
     Ok(non_zero.is_none())
 }
 
@@ -382,10 +383,14 @@ fn parse_fragment(data: &[u8], pos: usize) -> Result<Fragment<'_>, &'static str>
     Ok(Fragment { kind, payload })
 }
 
-/// Whether the bytes at `pos` (with room for a header in its block) could
-/// start a valid fragment: a known type byte, and a length that fits in the
-/// block. Cheap, before the checksum.
+/// Whether the bytes at `pos` of `data` (which starts at a block boundary)
+/// could start a valid fragment: room for a header in its block, a known
+/// type byte, and a length that fits in the block. Cheap, before the
+/// checksum.
 fn plausible_fragment(data: &[u8], pos: usize) -> bool {
+    if BLOCK_SIZE - pos % BLOCK_SIZE < HEADER_LEN {
+        return false;
+    }
     let Some(header) = data.get(pos..pos + HEADER_LEN) else {
         return false;
     };
@@ -427,13 +432,7 @@ fn bad<S: LogSource + ?Sized>(
         .map_err(ReadLogError::Io)?;
     let in_block = (from..block_end.min(total))
         .map(|c| (c - block_start) as usize)
-        .filter(|&c| BLOCK_SIZE - c % BLOCK_SIZE >= HEADER_LEN)
-        // Cheap filter before the checksum: a valid fragment type byte.
-        .filter(|&c| {
-            bytes
-                .get(c + HEADER_LEN - 1)
-                .is_some_and(|t| (1..=4).contains(t))
-        });
+        .filter(|&c| plausible_fragment(bytes, c));
     for c in in_block {
         if parse_fragment(bytes, c).is_ok() {
             return Err(corrupt(block_start + c as u64));
@@ -445,7 +444,8 @@ fn bad<S: LogSource + ?Sized>(
             .step_by(BLOCK_SIZE)
             .find(|&c| parse_fragment(bytes, c).is_ok())
             .map(|c| at + c as u64)
-    })?;
+    })
+    .map_err(ReadLogError::Io)?;
     if let Some(candidate) = later {
         return Err(corrupt(candidate));
     }
@@ -492,73 +492,63 @@ pub fn lost_write_shape<S: LogSource + ?Sized>(src: &mut S, hole: Hole) -> std::
 
 /// Reads every complete record that can still be parsed from `from` to the
 /// end of the log, going past damage: after a bad spot it tries every later
-/// offset (in a block, with room for a header, a valid type byte and a
-/// length that fits: only those cost a checksum), and a fragment out of
-/// sequence drops the record it would have continued. For looking beyond damage (for sync marks), never
-/// for replay: records after damage are not a prefix of the log. Stops when
-/// `on_record` returns `true`, and then returns `true`.
+/// offset (only those with a valid type byte and a length that fits cost a
+/// checksum), and a fragment out of sequence drops the record it would have
+/// continued. For looking beyond damage (for sync marks), never for replay:
+/// records after damage are not a prefix of the log. Returns the first
+/// thing `find` finds in a record (given with its offset).
 ///
 /// # Errors
 /// I/O errors of the source.
-pub fn salvage_from<S: LogSource + ?Sized>(
+pub fn salvage_from<S: LogSource + ?Sized, T>(
     src: &mut S,
     from: u64,
-    mut on_record: impl FnMut(u64, &[u8]) -> bool,
-) -> std::io::Result<bool> {
-    let total = src.len();
-    let window = window_of(src) as u64;
-    let mut base = from - from % BLOCK_SIZE as u64;
-    let mut start = from;
+    mut find: impl FnMut(u64, &[u8]) -> Option<T>,
+) -> std::io::Result<Option<T>> {
     let mut partial: Option<(u64, Vec<u8>)> = None;
-    while base < total {
-        let n = (total - base).min(window) as usize;
-        let data = src.read(base, n)?;
-        let mut pos = (start - base) as usize;
+    // Whole blocks from `from`'s block: a fragment is parsed against its
+    // own block.
+    find_after(src, from - from % BLOCK_SIZE as u64, |base, data| {
+        let mut pos = from.saturating_sub(base) as usize;
         while pos < data.len() {
             let left_in_block = BLOCK_SIZE - pos % BLOCK_SIZE;
             if left_in_block < HEADER_LEN {
-                pos += left_in_block;
+                pos += left_in_block; // a block trailer: a record may go on
                 continue;
             }
-            if !plausible_fragment(data, pos) {
-                partial = None;
-                pos += 1;
-                continue;
-            }
-            let Ok(fragment) = parse_fragment(data, pos) else {
+            let fragment = plausible_fragment(data, pos)
+                .then(|| parse_fragment(data, pos).ok())
+                .flatten();
+            let Some(fragment) = fragment else {
                 partial = None;
                 pos += 1;
                 continue;
             };
             let at = base + pos as u64;
-            let whole = match (fragment.kind, partial.take()) {
-                (FragmentType::Full, _) => Some((at, fragment.payload.to_vec())),
+            pos += HEADER_LEN + fragment.payload.len();
+            let found = match (fragment.kind, partial.take()) {
+                (FragmentType::Full, _) => find(at, fragment.payload),
                 (FragmentType::First, _) => {
                     partial = Some((at, fragment.payload.to_vec()));
                     None
                 }
-                (FragmentType::Middle, Some((s, mut buf))) => {
+                (FragmentType::Middle, Some((start, mut buf))) => {
                     buf.extend_from_slice(fragment.payload);
-                    partial = Some((s, buf));
+                    partial = Some((start, buf));
                     None
                 }
-                (FragmentType::Last, Some((s, mut buf))) => {
+                (FragmentType::Last, Some((start, mut buf))) => {
                     buf.extend_from_slice(fragment.payload);
-                    Some((s, buf))
+                    find(start, &buf)
                 }
                 (FragmentType::Middle | FragmentType::Last, None) => None,
             };
-            if let Some((s, record)) = whole {
-                if on_record(s, &record) {
-                    return Ok(true);
-                }
+            if found.is_some() {
+                return found;
             }
-            pos += HEADER_LEN + fragment.payload.len();
         }
-        base += n as u64;
-        start = base;
-    }
-    Ok(false)
+        None
+    })
 }
 
 #[cfg(test)]
@@ -584,11 +574,7 @@ mod tests {
             Ok(())
         });
         for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
-            let mut src = Copied {
-                data,
-                window,
-                buf: Vec::new(),
-            };
+            let mut src = Copied::new(data, window);
             let mut windowed = Vec::new();
             let end = read_log_from(&mut src, |o, r| {
                 windowed.push((o, r.to_vec()));
@@ -611,6 +597,16 @@ mod tests {
         data: &'a [u8],
         window: usize,
         buf: Vec<u8>,
+    }
+
+    impl<'a> Copied<'a> {
+        fn new(data: &'a [u8], window: usize) -> Self {
+            Copied {
+                data,
+                window,
+                buf: Vec::new(),
+            }
+        }
     }
 
     impl LogSource for Copied<'_> {
@@ -844,18 +840,14 @@ mod tests {
     fn salvage(data: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
         let mut results = Vec::new();
         for window in [BLOCK_SIZE, 3 * BLOCK_SIZE] {
-            let mut src = Copied {
-                data,
-                window,
-                buf: Vec::new(),
-            };
+            let mut src = Copied::new(data, window);
             let mut got = Vec::new();
-            let stopped = salvage_from(&mut src, from, |o, r| {
+            let found = salvage_from(&mut src, from, |o, r| {
                 got.push((o, r.to_vec()));
-                false
+                None::<()>
             })
             .unwrap();
-            assert!(!stopped);
+            assert!(found.is_none());
             results.push(got);
         }
         assert_eq!(results[0], results[1]);
@@ -889,12 +881,12 @@ mod tests {
         // Stopping early.
         let mut src: &[u8] = &data;
         let mut seen = 0;
-        assert!(salvage_from(&mut src, 0, |_, _| {
+        let found = salvage_from(&mut src, 0, |_, _| {
             seen += 1;
-            seen == 2
+            (seen == 2).then_some(seen)
         })
-        .unwrap());
-        assert_eq!(seen, 2);
+        .unwrap();
+        assert_eq!((found, seen), (Some(2), 2));
         // Starting past the end finds nothing.
         assert_eq!(salvage(&data, data.len() as u64), []);
     }
@@ -909,11 +901,7 @@ mod tests {
             };
             let mut whole: &[u8] = data;
             let a = lost_write_shape(&mut whole, hole).unwrap();
-            let mut src = Copied {
-                data,
-                window: BLOCK_SIZE,
-                buf: Vec::new(),
-            };
+            let mut src = Copied::new(data, BLOCK_SIZE);
             assert_eq!(a, lost_write_shape(&mut src, hole).unwrap());
             a
         };
