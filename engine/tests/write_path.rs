@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kalamdb_lsm::batch::{TAG_SYNCED, TAG_WRITE_BATCH};
 use kalamdb_lsm::fs::sim::{CrashMode, Fault, FaultError, OpKind};
 use kalamdb_lsm::fs::{Fs, RealFs, SimFs};
+use kalamdb_lsm::wal::format::HEADER_LEN;
 use kalamdb_lsm::wal::reader::{read_log, LogEnd};
 use kalamdb_lsm::wal::writer::{parse_wal_file_name, wal_file_name};
 use kalamdb_lsm::{Db, Error, Options, WriteOp};
@@ -867,7 +869,7 @@ fn torn_tail_is_cut_and_later_reopens_work() {
             drop(db);
             let data = sim.contents(&wal_path(1)).unwrap();
             // The write after the synced one starts with a sync mark.
-            let big = synced + MARK_LEN;
+            let big = synced + mark_len();
             if read_log(&data, |_, _| Ok(())) != Ok(LogEnd::TornTail { offset: big }) {
                 continue; // the crash kept none or all of the record
             }
@@ -898,7 +900,9 @@ fn torn_tail_is_cut_and_later_reopens_work() {
 
 /// Bytes of a sync mark record in the WAL (header and payload), when it
 /// does not straddle a block boundary.
-const MARK_LEN: u64 = 7 + 17;
+fn mark_len() -> u64 {
+    (HEADER_LEN + kalamdb_lsm::batch::encode_synced(0, 0).len()) as u64
+}
 
 /// Where the records of the WAL file `path` end: before its preallocated
 /// zeros, or at a torn tail.
@@ -1324,8 +1328,38 @@ fn lose_page(data: &[u8], page: usize) -> Vec<u8> {
     d
 }
 
-const TAG_WRITE_BATCH: u8 = 1;
-const TAG_SYNCED: u8 = 3;
+/// The record holding byte `page` of a WAL file whose records start at
+/// `starts` ([`record_starts`]): its offset, and how many write batches
+/// come before it.
+fn first_lost(starts: &[(u64, u8)], page: usize) -> (u64, usize) {
+    let lost = starts.iter().rposition(|s| s.0 <= page as u64).unwrap();
+    let kept = starts[..lost]
+        .iter()
+        .filter(|s| s.1 == TAG_WRITE_BATCH)
+        .count();
+    (starts[lost].0, kept)
+}
+
+/// The offset of the first sync mark among `starts` ([`record_starts`]).
+fn first_mark(starts: &[(u64, u8)]) -> u64 {
+    starts
+        .iter()
+        .find(|s| s.1 == TAG_SYNCED)
+        .expect("a sync mark")
+        .0
+}
+
+/// The file, offset and reason of the `Corruption` error `result` must be.
+fn expect_corruption(result: kalamdb_lsm::Result<Db>) -> (PathBuf, u64, String) {
+    match result {
+        Err(Error::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}
 
 /// A power loss that kept a later page of unsynced writes but not an earlier
 /// one: the open cuts the log where the lost page starts, as at a torn tail
@@ -1344,26 +1378,19 @@ fn a_lost_page_of_unsynced_writes_is_cut_like_a_torn_tail() {
     let starts = record_starts(&original);
     let end = usize::try_from(records_end(&sim, &path)).unwrap();
     // The last synced write, then its mark: both before the pages lost.
-    let mark = starts
-        .iter()
-        .position(|s| s.1 == TAG_SYNCED)
-        .expect("a sync mark");
+    let mark = first_mark(&starts);
     for page in [end / 2 / 4096 * 4096, end / 3 / 4096 * 4096 + 4096] {
-        assert!(page > starts[mark].0 as usize && page + 4096 < end);
+        assert!(page > mark as usize && page + 4096 < end);
         rewrite(&sim, &path, &lose_page(&original, page));
         // The first record lost holds the page's first byte; the writes
         // before it are all there.
-        let lost = starts.iter().rposition(|s| s.0 <= page as u64).unwrap();
-        let kept = starts[..lost]
-            .iter()
-            .filter(|s| s.1 == TAG_WRITE_BATCH)
-            .count();
+        let (lost_at, kept) = first_lost(&starts, page);
         let context = format!("page {page}");
         let db = open(&sim);
         assert_eq!(recovered_prefix(&db, 2000, &context), kept, "{context}");
         assert_eq!(
             sim.contents(&path).unwrap().len() as u64,
-            starts[lost].0,
+            lost_at,
             "{context}: cut there"
         );
         write_pairs(&db, kept..kept + 10, |i| i == kept + 9);
@@ -1394,30 +1421,19 @@ fn damage_before_a_sync_mark_is_corruption() {
     let original = sim.contents(&path).unwrap();
     let end = records_end(&sim, &path);
     let starts = record_starts(&original);
-    let (mark_at, _) = *starts
-        .iter()
-        .find(|s| s.1 == TAG_SYNCED)
-        .expect("a sync mark");
+    let mark_at = first_mark(&starts);
     let page = usize::try_from(mark_at).unwrap() / 2 / 4096 * 4096;
     let damaged = lose_page(&original, page);
     rewrite(&sim, &path, &damaged);
-    match Db::open(DIR, options(&sim)) {
-        Err(Error::Corruption { file, reason, .. }) => {
-            assert_eq!(file, path, "{reason}");
-            assert!(reason.contains("records a completed sync"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, _, reason) = expect_corruption(Db::open(DIR, options(&sim)));
+    assert_eq!(file, path, "{reason}");
+    assert!(reason.contains("records a completed sync"), "{reason}");
     assert_eq!(sim.contents(&path).unwrap(), damaged, "nothing was cut");
     // Damage after the last mark is a lost unsynced write again.
     let page = (usize::try_from(mark_at).unwrap() + 4096) / 4096 * 4096;
     assert!(page as u64 + 4096 < end);
     rewrite(&sim, &path, &lose_page(&original, page));
-    let lost = starts.iter().rposition(|s| s.0 <= page as u64).unwrap();
-    let kept = starts[..lost]
-        .iter()
-        .filter(|s| s.1 == TAG_WRITE_BATCH)
-        .count();
+    let (_, kept) = first_lost(&starts, page);
     assert!((1001..1400).contains(&kept), "{kept}");
     let db = open(&sim);
     assert_eq!(recovered_prefix(&db, 1400, "after the mark"), kept);
@@ -1446,13 +1462,9 @@ fn a_torn_wal_that_a_later_sync_covered_is_corruption() {
     // Torn in the middle of its records.
     let torn = &original[..end / 2];
     rewrite(&sim, &path, torn);
-    match Db::open(DIR, options_with(&sim, 64 << 10)) {
-        Err(Error::Corruption { file, reason, .. }) => {
-            assert_eq!(file, path, "{reason}");
-            assert!(reason.contains("records a completed sync"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, _, reason) = expect_corruption(Db::open(DIR, options_with(&sim, 64 << 10)));
+    assert_eq!(file, path, "{reason}");
+    assert!(reason.contains("records a completed sync"), "{reason}");
     assert_eq!(sim.contents(&path).unwrap(), torn, "nothing was cut");
     assert!(wal_numbers(&sim).len() >= 3, "no later file was dropped");
 }
@@ -1480,17 +1492,9 @@ fn a_batch_at_sequence_zero_is_corruption() {
         encode_record(&mut offset, &payload, &mut bytes);
     }
     rewrite(&sim, &wal_path(last), &bytes);
-    match Db::open(DIR, options(&sim)) {
-        Err(Error::Corruption {
-            file,
-            offset,
-            reason,
-        }) => {
-            assert_eq!((file, offset), (wal_path(last), 0), "{reason}");
-            assert!(reason.contains("sequence number 0"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, offset, reason) = expect_corruption(Db::open(DIR, options(&sim)));
+    assert_eq!((file, offset), (wal_path(last), 0), "{reason}");
+    assert!(reason.contains("sequence number 0"), "{reason}");
 }
 
 /// A sync mark in the same 32 KiB block as the damage, right after it, is
@@ -1508,20 +1512,13 @@ fn a_sync_mark_in_the_damaged_block_is_found() {
     drop(db);
     let path = wal_path(1);
     let original = sim.contents(&path).unwrap();
-    let (mark_at, _) = *record_starts(&original)
-        .iter()
-        .find(|s| s.1 == TAG_SYNCED)
-        .expect("a sync mark");
+    let mark_at = first_mark(&record_starts(&original));
     assert!((8192..32 * 1024).contains(&mark_at), "{mark_at}");
     let damaged = lose_page(&original, 4096);
     rewrite(&sim, &path, &damaged);
-    match Db::open(DIR, options(&sim)) {
-        Err(Error::Corruption { file, reason, .. }) => {
-            assert_eq!(file, path, "{reason}");
-            assert!(reason.contains("records a completed sync"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, _, reason) = expect_corruption(Db::open(DIR, options(&sim)));
+    assert_eq!(file, path, "{reason}");
+    assert!(reason.contains("records a completed sync"), "{reason}");
     assert_eq!(sim.contents(&path).unwrap(), damaged, "nothing was cut");
 }
 
@@ -1563,13 +1560,9 @@ fn a_background_sync_of_a_rotated_file_is_marked() {
     let end = usize::try_from(records_end(&sim, &first)).unwrap();
     let page = end / 2 / 4096 * 4096;
     rewrite(&sim, &first, &lose_page(&original, page));
-    match Db::open(DIR, options_with(&sim, 64 << 10)) {
-        Err(Error::Corruption { file, reason, .. }) => {
-            assert_eq!(file, first, "{reason}");
-            assert!(reason.contains("records a completed sync"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, _, reason) = expect_corruption(Db::open(DIR, options_with(&sim, 64 << 10)));
+    assert_eq!(file, first, "{reason}");
+    assert!(reason.contains("records a completed sync"), "{reason}");
 }
 
 /// Valid records after the length a rotated file had when the next one
@@ -1597,13 +1590,9 @@ fn records_after_a_rotated_files_length_are_corruption() {
     assert!(data.len() % (32 * 1024) + copy.len() < 32 * 1024);
     data.extend_from_slice(&copy);
     rewrite(&sim, &first, &data);
-    match Db::open(DIR, options_with(&sim, 64 << 10)) {
-        Err(Error::Corruption { file, reason, .. }) => {
-            assert_eq!(file, first, "{reason}");
-            assert!(reason.contains("the next WAL file started"), "{reason}");
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    let (file, _, reason) = expect_corruption(Db::open(DIR, options_with(&sim, 64 << 10)));
+    assert_eq!(file, first, "{reason}");
+    assert!(reason.contains("the next WAL file started"), "{reason}");
 }
 
 /// Opening a database whose parent directories do not exist yet creates

@@ -296,14 +296,21 @@ fn hand_written_as(
 ) -> (std::path::PathBuf, Vec<u64>) {
     let fs = fs_of(sim);
     let path = Path::new(DIR).join(manifest_file_name(number));
+    let (bytes, offsets) = framed(payloads);
+    write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
+    set_current(&fs, Path::new(DIR), number).unwrap();
+    (path, offsets)
+}
+
+/// `payloads` framed as records from the start of a file, and the offset
+/// of each.
+fn framed(payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<u64>) {
     let (mut off, mut bytes, mut offsets) = (0, Vec::new(), Vec::new());
     for p in payloads {
         offsets.push(bytes.len() as u64);
         encode_record(&mut off, p, &mut bytes);
     }
-    write_file_atomic(fs.as_ref(), &path, &bytes).unwrap();
-    set_current(&fs, Path::new(DIR), number).unwrap();
-    (path, offsets)
+    (bytes, offsets)
 }
 
 fn payload(edit: &VersionEdit) -> Vec<u8> {
@@ -601,14 +608,10 @@ fn with_lost_second_edit(sim: &SimFs, mark: Mark) -> std::path::PathBuf {
         payload(&create_named(1, 700)),
         payload(&create_named(2, 700)),
     ];
-    let ends: Vec<u64> = {
-        let (mut off, mut bytes, mut ends) = (0, Vec::new(), Vec::new());
-        for p in &edits {
-            encode_record(&mut off, p, &mut bytes);
-            ends.push(bytes.len() as u64);
-        }
-        ends
-    };
+    // Where the first edit ends and the second: the second's offset, and
+    // the file's length.
+    let (bytes, offsets) = framed(&edits);
+    let ends = [offsets[1], bytes.len() as u64];
     let mut payloads = edits.to_vec();
     match mark {
         Mark::None => {}
